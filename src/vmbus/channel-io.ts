@@ -1,0 +1,58 @@
+/**
+ * What a device (VSP on the host, VSC on the guest) sees of an open VMBus channel. Both ends of the wire
+ * use the same shape, so device code never touches rings, GPADLs or SynIC directly.
+ */
+
+/** A packet delivered to a device. `payload` is valid only during the callback (it is a reused buffer). */
+export interface IncomingPacket {
+  /** `VM_PKT_*` type (6 inband, 7 transfer pages, 9 GPA direct, 0xB completion). */
+  type: number;
+  /** Descriptor flags; bit0 = completion requested. */
+  flags: number;
+  /** Transaction id (< 2^53; larger ids from an untrusted peer close the channel). */
+  transId: number;
+  /** Bytes between the descriptor's extended header and `len8 * 8` (includes sender padding). */
+  payload: Uint8Array;
+  /** Raw bytes of the extended header (transfer-page or GPA-direct ranges), empty for inband/completion. */
+  extHeader: Uint8Array;
+}
+
+/** The sending half of an open channel. */
+export interface ChannelIo {
+  /** Channel id (`child_relid`). */
+  readonly relid: number;
+  /**
+   * Writes one packet to the outgoing ring and signals the peer when the ring rules say so.
+   * @returns false when the ring has no room (nothing written); `ChannelHandler.onWritable` fires later.
+   * @throws HvError `HV_ERR_CHANNEL_CLOSED` after close.
+   */
+  send(type: number, flags: number, transId: number, payload: Uint8Array, extHeader?: Uint8Array): boolean;
+  /** Closes this channel (protocol error or orderly); the device's `onClose` runs once. */
+  close(reason?: Error): void;
+}
+
+/** A device's callbacks for one channel. Exceptions thrown here close the channel, never the process. */
+export interface ChannelHandler {
+  onPacket(pkt: IncomingPacket): void;
+  /** Space freed in the outgoing ring after `send` returned false. */
+  onWritable?(): void;
+  onClose?(reason?: Error): void;
+}
+
+/** Time source for devices, injectable so the deterministic single-thread mode can drive it. */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+  /** Runs `cb` after `ms`; returns a cancel function. */
+  setTimer(ms: number, cb: () => void): () => void;
+}
+
+/** The real clock: Date.now and unref'd timers. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimer(ms, cb) {
+    const t = setTimeout(cb, ms);
+    (t as { unref?: () => void }).unref?.();
+    return () => clearTimeout(t);
+  },
+};
