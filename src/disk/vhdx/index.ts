@@ -1,0 +1,9 @@
+/** VHDX: the block device, creation and check/repair. See vhdx-disk.ts for the crash-safety rules. */
+export { VhdxDisk, type VhdxOpenOptions } from './vhdx-disk.ts';
+export {
+  createVhdx,
+  type VhdxCreateOptions,
+  DEFAULT_BLOCK_SIZE,
+  DEFAULT_DIFFERENCING_BLOCK_SIZE,
+} from './create.ts';
+export { checkVhdx, type CheckResult } from './check.ts';
