@@ -3,5 +3,26 @@
  * Add a command by importing its module here; keep one import line per module.
  */
 import type { CommandModule } from 'yargs';
+import { disableVmIntegrationServiceCommand } from './disable-vmintegrationservice.ts';
+import { enableVmIntegrationServiceCommand } from './enable-vmintegrationservice.ts';
+import { getVmCommand } from './get-vm.ts';
+import { getVmIntegrationServiceCommand } from './get-vmintegrationservice.ts';
+import { lsvmbusCommand } from './lsvmbus.ts';
+import { newVmCommand } from './new-vm.ts';
+import { removeVmCommand } from './remove-vm.ts';
+import { restartVmCommand } from './restart-vm.ts';
+import { startVmCommand } from './start-vm.ts';
+import { stopVmCommand } from './stop-vm.ts';
 
-export const commands: CommandModule[] = [];
+export const commands: CommandModule[] = [
+  disableVmIntegrationServiceCommand,
+  enableVmIntegrationServiceCommand,
+  getVmCommand,
+  getVmIntegrationServiceCommand,
+  lsvmbusCommand,
+  newVmCommand,
+  removeVmCommand,
+  restartVmCommand,
+  startVmCommand,
+  stopVmCommand,
+];
