@@ -13,6 +13,7 @@ import { removeVmCommand } from './remove-vm.ts';
 import { restartVmCommand } from './restart-vm.ts';
 import { startVmCommand } from './start-vm.ts';
 import { stopVmCommand } from './stop-vm.ts';
+import { vhdCommands } from './vhd.ts';
 
 export const commands: CommandModule[] = [
   disableVmIntegrationServiceCommand,
@@ -25,4 +26,5 @@ export const commands: CommandModule[] = [
   restartVmCommand,
   startVmCommand,
   stopVmCommand,
+  ...vhdCommands,
 ];

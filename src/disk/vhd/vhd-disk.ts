@@ -111,6 +111,8 @@ export class VhdDisk implements BlockDevice {
   #bitmaps = new Map<number, Uint8Array>();
   #probe = new Uint8Array(65536);
   #closed = false;
+  /** Serializes writes, trims and resizes of dynamic/differencing disks (allocation moves the file end). */
+  #lock: Promise<unknown> = Promise.resolve();
 
   private constructor(init: {
     file: DiskFile;
@@ -426,6 +428,12 @@ export class VhdDisk implements BlockDevice {
     return bm;
   }
 
+  #exclusive<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(f, f);
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
+
   async write(buf: Uint8Array, offset: number): Promise<void> {
     this.#writable();
     checkRange(offset, buf.length, this.#size, SECTOR, 'write');
@@ -433,6 +441,11 @@ export class VhdDisk implements BlockDevice {
       await this.#file.writeAt(buf, offset);
       return;
     }
+    await this.#exclusive(() => this.#writeBlocks(buf, offset));
+  }
+
+  async #writeBlocks(buf: Uint8Array, offset: number): Promise<void> {
+    const bat = this.#bat!;
     let done = 0;
     while (done < buf.length) {
       const pos = offset + done;
@@ -440,9 +453,9 @@ export class VhdDisk implements BlockDevice {
       const inBlock = pos - blk * this.#blockSize;
       const n = Math.min(buf.length - done, this.#blockSize - inBlock);
       const part = buf.subarray(done, done + n);
-      if (this.#bat[blk] === VHD_BAT_UNUSED) await this.#allocate(blk, part, inBlock);
+      if (bat[blk] === VHD_BAT_UNUSED) await this.#allocate(blk, part, inBlock);
       else {
-        await this.#file.writeAt(part, this.#bat[blk]! * SECTOR + this.#bitmapSize + inBlock);
+        await this.#file.writeAt(part, bat[blk]! * SECTOR + this.#bitmapSize + inBlock);
         await this.#setBits(blk, inBlock / SECTOR, n / SECTOR, true);
       }
       done += n;
@@ -494,14 +507,25 @@ export class VhdDisk implements BlockDevice {
     this.#writable();
     checkRange(offset, length, this.#size, SECTOR, 'trim');
     if (this.#bat === null || this.parent) {
+      await this.#zeroFill(offset, length);
+      return;
+    }
+    await this.#exclusive(() => this.#trimBlocks(offset, length));
+  }
+
+  async #zeroFill(offset: number, length: number): Promise<void> {
+    {
       // Fixed: no allocation map. Differencing: unallocating would expose the parent, so write zeros.
       const zero = new Uint8Array(Math.min(length, 1 << 20));
       for (let p = offset; p < offset + length; p += zero.length) {
         const n = Math.min(zero.length, offset + length - p);
         await this.write(zero.subarray(0, n), p);
       }
-      return;
     }
+  }
+
+  async #trimBlocks(offset: number, length: number): Promise<void> {
+    if (!this.#bat) return;
     let pos = offset;
     while (pos < offset + length) {
       const blk = Math.floor(pos / this.#blockSize);
@@ -545,6 +569,10 @@ export class VhdDisk implements BlockDevice {
 
   async resize(newSize: number): Promise<void> {
     this.#writable();
+    await this.#exclusive(() => this.#resize(newSize));
+  }
+
+  async #resize(newSize: number): Promise<void> {
     if (!Number.isSafeInteger(newSize) || newSize <= 0 || newSize % SECTOR !== 0) {
       throw new HvError(
         'HV_ERR_INVALID_ARGUMENT',

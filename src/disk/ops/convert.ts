@@ -1,0 +1,137 @@
+/**
+ * Convert-VHD: copies any image to any format, sparse-aware. Runs the source reports as zero are skipped,
+ * and so are all-zero chunks of data runs, so holes stay holes in dynamic targets and fixed targets are
+ * written sparse. The destination is built under a temp name and renamed into place when complete.
+ * Azure mode (`azure: true`): a fixed VHD whose virtual size is rounded up to a whole MiB, footer with
+ * CurrentSize = OriginalSize = N MiB, spec geometry, file length N MiB + 512 (disk-formats.md §4.1).
+ */
+import * as fs from 'node:fs';
+import { HvError } from '../../protocol/errors.ts';
+import type { BlockDevice, VhdFormat, VhdInfo } from '../block-device.ts';
+import { isZero, publishTemp, removeQuietly, tempPathFor } from '../file-io.ts';
+import { createDisk, formatForPath, openDisk } from '../open.ts';
+import type { Progress } from './progress.ts';
+
+const MiB = 1024 * 1024;
+/** Copy granularity in bytes. */
+const CHUNK = 2 * MiB;
+
+export interface ConvertOptions {
+  /** Target type; default: the source's (differencing becomes dynamic). */
+  vhdType?: 'fixed' | 'dynamic';
+  /** Target format; default from the destination extension. */
+  format?: VhdFormat;
+  blockSize?: number;
+  logicalSectorSize?: number;
+  physicalSectorSize?: number;
+  /** Azure upload form: fixed VHD, size rounded up to a whole MiB. */
+  azure?: boolean;
+  /** Allow a 4 KiB-sector source into a 512-byte-sector format (reinterprets sector numbering). */
+  allowSectorSizeChange?: boolean;
+  progress?: Progress;
+}
+
+/**
+ * Converts `src` to a new image at `dest`.
+ * @throws HvError HV_ERR_ALREADY_EXISTS (dest exists), HV_ERR_INVALID_ARGUMENT (impossible target),
+ *   plus the open/create errors of either side.
+ */
+export async function convertDisk(src: string, dest: string, opts: ConvertOptions = {}): Promise<VhdInfo> {
+  if (fs.existsSync(dest))
+    throw new HvError('HV_ERR_ALREADY_EXISTS', `${dest} already exists; Convert-VHD writes a new file`, {
+      path: dest,
+    });
+  const format = opts.azure ? 'VHD' : (opts.format ?? formatForPath(dest));
+  if (opts.azure && opts.vhdType === 'dynamic')
+    throw new HvError('HV_ERR_INVALID_ARGUMENT', 'Azure accepts only fixed VHDs; drop --vhd-type Dynamic');
+  const source = await openDisk(src, { readOnly: true });
+  const temp = tempPathFor(dest);
+  let target: BlockDevice | null = null;
+  try {
+    if (format !== 'VHDX' && source.logicalSectorSize !== 512 && !opts.allowSectorSizeChange) {
+      throw new HvError(
+        'HV_ERR_INVALID_ARGUMENT',
+        `${src} has ${source.logicalSectorSize}-byte logical sectors; ${format} has 512-byte sectors. Convert to VHDX, or pass --allow-sector-size-change`,
+      );
+    }
+    const type = opts.azure
+      ? 'fixed'
+      : (opts.vhdType ?? (source.type === 'Fixed' || format === 'Raw' ? 'fixed' : 'dynamic'));
+    if (format === 'Raw' && type !== 'fixed')
+      throw new HvError('HV_ERR_INVALID_ARGUMENT', 'a raw image is always fixed');
+    const size = opts.azure ? Math.ceil(source.size / MiB) * MiB : source.size;
+    const create: Parameters<typeof createDisk>[1] = { size, type, format };
+    if (opts.blockSize !== undefined) create.blockSize = opts.blockSize;
+    if (format === 'VHDX') {
+      create.logicalSectorSize = opts.logicalSectorSize ?? source.logicalSectorSize;
+      create.physicalSectorSize = opts.physicalSectorSize ?? source.physicalSectorSize;
+    }
+    target = await createDisk(temp, create);
+    if (target.size < source.size) {
+      throw new HvError(
+        'HV_ERR_INVALID_ARGUMENT',
+        `the ${format} target holds ${target.size} bytes, less than the source's ${source.size}`,
+      );
+    }
+    await copyData(source, target, opts.progress);
+    await target.flush();
+    await target.close();
+    target = null;
+    await publishTemp(temp, dest);
+    const out = await openDisk(dest, { readOnly: true });
+    try {
+      return await out.info();
+    } finally {
+      await out.close();
+    }
+  } catch (err) {
+    await target?.close().catch(() => undefined);
+    await removeQuietly(temp);
+    throw err;
+  } finally {
+    await source.close();
+  }
+}
+
+/**
+ * Copies every non-zero byte of `source` into `target` (which must read as zeros where nothing is written,
+ * i.e. be new). The next chunk is read while the previous one is written; writes stay in order, one at a
+ * time, so the target's allocator never sees two writes at once. With `blankTarget` false (merge into an
+ * existing disk) zero runs are trimmed and zero chunks written, so the target ends up reading as the source.
+ */
+export async function copyData(
+  source: BlockDevice,
+  target: BlockDevice,
+  progress?: Progress,
+  blankTarget = true,
+): Promise<void> {
+  const total = source.size;
+  const buffers = [new Uint8Array(CHUNK), new Uint8Array(CHUNK)];
+  let pending: Promise<void> = Promise.resolve();
+  let slot = 0;
+  let pos = 0;
+  while (pos < total) {
+    const st = await source.blockStatus(pos, Math.min(total - pos, 1024 * MiB));
+    if (st.state === 'zero') {
+      if (!blankTarget) {
+        await pending;
+        await target.trim(pos, st.length);
+      }
+      pos += st.length;
+      progress?.(pos, total);
+      continue;
+    }
+    const runEnd = pos + st.length;
+    while (pos < runEnd) {
+      const n = Math.min(CHUNK - (pos % CHUNK), runEnd - pos);
+      const buf = buffers[slot]!.subarray(0, n);
+      await source.read(buf, pos);
+      await pending;
+      if (!blankTarget || !isZero(buf)) pending = target.write(buf, pos);
+      slot ^= 1;
+      pos += n;
+      progress?.(pos, total);
+    }
+  }
+  await pending;
+}
