@@ -8,7 +8,7 @@
  * disk-formats.md §2.5.
  */
 import { crc32c } from '@node-rs/crc32';
-import { Guid } from '../../protocol/guid.ts';
+import type { Guid } from '../../protocol/guid.ts';
 import { corrupt, KiB, MiB, readU64, VHDX_MAX_DISK_SIZE, writeU64 } from './format.ts';
 
 export const LOG_SECTOR = 4 * KiB;

@@ -25,9 +25,13 @@ interface Model {
 }
 
 function runChild(image: string, seed: number, firstId: number, model: Model): Promise<number> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./crash-child.js', import.meta.url)), image, String(seed), String(firstId)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(new URL('./crash-child.js', import.meta.url)), image, String(seed), String(firstId)],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   let pending: { kind: string; first: number; count: number; id: number } | null = null;
   let lastId = firstId - 1;
   let acks = 0;
@@ -42,9 +46,15 @@ function runChild(image: string, seed: number, firstId: number, model: Model): P
       buf = buf.slice(nl + 1);
       nl = buf.indexOf('\n');
       if (line[0] === 'B') {
-        pending = { kind: line[1]!, first: Number(line[2]) / 512, count: Number(line[3]) / 512, id: Number(line[4]) };
+        pending = {
+          kind: line[1]!,
+          first: Number(line[2]) / 512,
+          count: Number(line[3]) / 512,
+          id: Number(line[4]),
+        };
         lastId = pending.id;
-        for (let s = pending.first; s < pending.first + pending.count; s++) model.maybe[s] = pending.kind === 'T' ? -1 : pending.id;
+        for (let s = pending.first; s < pending.first + pending.count; s++)
+          model.maybe[s] = pending.kind === 'T' ? -1 : pending.id;
         // Kill at a random point: sometimes right after the write starts, sometimes between writes.
         if (acks >= killAfter && Math.random() < 0.5) child.kill('SIGKILL');
       } else if (line[0] === 'A' && pending && Number(line[1]) === pending.id) {
@@ -54,7 +64,8 @@ function runChild(image: string, seed: number, firstId: number, model: Model): P
         }
         pending = null;
         acks++;
-        if (acks >= killAfter && Math.random() < 0.3) setTimeout(() => child.kill('SIGKILL'), Math.random() * 5);
+        if (acks >= killAfter && Math.random() < 0.3)
+          setTimeout(() => child.kill('SIGKILL'), Math.random() * 5);
       }
     }
   });
@@ -86,12 +97,17 @@ async function verify(disk: VhdxDisk, model: Model, round: number): Promise<void
       const ok =
         sectorMatches(buf, i * 512, model.acked[s]!, s) ||
         (model.maybe[s] !== 0 && sectorMatches(buf, i * 512, model.maybe[s] === -1 ? 0 : model.maybe[s]!, s));
-      if (!ok) assert.fail(`round ${round}: sector ${s} lost acknowledged write ${model.acked[s]} (maybe ${model.maybe[s]})`);
+      if (!ok)
+        assert.fail(
+          `round ${round}: sector ${s} lost acknowledged write ${model.acked[s]} (maybe ${model.maybe[s]})`,
+        );
     }
   }
 }
 
-test('SIGKILL at random points never loses an acknowledged write and leaves a clean image', { timeout: 300_000 }, async () => {
+test('SIGKILL at random points never loses an acknowledged write and leaves a clean image', {
+  timeout: 300_000,
+}, async () => {
   const qemuImg = requirePeer('qemu-img', 'qemu-utils');
   const dir = mkdtempSync(join(tmpdir(), 'vhdx-crash-'));
   try {
