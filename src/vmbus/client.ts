@@ -430,16 +430,23 @@ export class VmbusClient {
   }
 
   #dispatch(msg: ChannelMessage): void {
-    if (msg.msgtype === CHANNELMSG_VERSION_RESPONSE)
-      return this.#versionResponse(msg.versionSupported, msg.connectionState, msg.msgConnId);
+    if (msg.msgtype === CHANNELMSG_VERSION_RESPONSE) {
+      this.#versionResponse(msg.versionSupported, msg.connectionState, msg.msgConnId);
+      return;
+    }
     if (this.#phase !== 'connected' && this.#phase !== 'unloading') {
-      return this.#warn(`${channelMessageName(msg.msgtype)} while ${this.#phase}`);
+      this.#warn(`${channelMessageName(msg.msgtype)} while ${this.#phase}`);
+      return;
     }
     switch (msg.msgtype) {
       case CHANNELMSG_OFFERCHANNEL:
-        return this.#offer(msg);
+        this.#offer(msg);
+        return;
       case CHANNELMSG_ALLOFFERS_DELIVERED: {
-        if (this.#offersDone) return this.#warn('second ALLOFFERS_DELIVERED');
+        if (this.#offersDone) {
+          this.#warn('second ALLOFFERS_DELIVERED');
+          return;
+        }
         this.#offersDone = true;
         const w = this.#connectWaiter;
         this.#connectWaiter = null;
@@ -447,34 +454,50 @@ export class VmbusClient {
         return;
       }
       case CHANNELMSG_RESCIND_CHANNELOFFER:
-        return this.#rescind(msg.childRelid);
+        this.#rescind(msg.childRelid);
+        return;
       case CHANNELMSG_GPADL_CREATED:
-        return this.#gpadlCreated(msg.childRelid, msg.gpadl, msg.creationStatus);
+        this.#gpadlCreated(msg.childRelid, msg.gpadl, msg.creationStatus);
+        return;
       case CHANNELMSG_OPENCHANNEL_RESULT:
-        return this.#openResult(msg.childRelid, msg.openid, msg.status);
+        this.#openResult(msg.childRelid, msg.openid, msg.status);
+        return;
       case CHANNELMSG_GPADL_TORNDOWN:
-        return this.#gpadlTorndown(msg.gpadl);
+        this.#gpadlTorndown(msg.gpadl);
+        return;
       case CHANNELMSG_MODIFYCHANNEL_RESPONSE: {
         const w = this.#channels.get(msg.childRelid)?.modifyWaiters.shift();
-        if (!w) return this.#warn('MODIFYCHANNEL_RESPONSE nobody waits for', msg.childRelid);
-        return w(msg.status);
+        if (!w) {
+          this.#warn('MODIFYCHANNEL_RESPONSE nobody waits for', msg.childRelid);
+          return;
+        }
+        w(msg.status);
+        return;
       }
       case CHANNELMSG_UNLOAD_RESPONSE: {
-        if (this.#phase !== 'unloading') return this.#warn('UNLOAD_RESPONSE without UNLOAD');
+        if (this.#phase !== 'unloading') {
+          this.#warn('UNLOAD_RESPONSE without UNLOAD');
+          return;
+        }
         const w = this.#unloadWaiter;
         this.#disconnected();
         w?.();
         return;
       }
       case CHANNELMSG_TL_CONNECT_RESULT:
-        return this.#log({ level: 'info', message: `TL_CONNECT_RESULT status 0x${msg.status.toString(16)}` });
+        this.#log({ level: 'info', message: `TL_CONNECT_RESULT status 0x${msg.status.toString(16)}` });
+        return;
       default:
-        return this.#warn(`unexpected ${channelMessageName(msg.msgtype)} from the host`);
+        this.#warn(`unexpected ${channelMessageName(msg.msgtype)} from the host`);
+        return;
     }
   }
 
   #versionResponse(supported: number, state: number, msgConnId: number): void {
-    if (this.#phase !== 'contacting') return this.#warn('VERSION_RESPONSE without INITIATE_CONTACT');
+    if (this.#phase !== 'contacting') {
+      this.#warn('VERSION_RESPONSE without INITIATE_CONTACT');
+      return;
+    }
     const v = this.#versions[this.#tryIndex]!;
     if (supported === 0) {
       this.#tryIndex++;
@@ -502,8 +525,14 @@ export class VmbusClient {
 
   #offer(m: OfferChannel): void {
     const relid = m.childRelid;
-    if (relid === 0 || relid >= MAX_CHANNEL_RELIDS) return this.#warn(`offer with invalid relid ${relid}`);
-    if (this.#channels.has(relid)) return this.#warn(`duplicate offer for relid ${relid}`, relid);
+    if (relid === 0 || relid >= MAX_CHANNEL_RELIDS) {
+      this.#warn(`offer with invalid relid ${relid}`);
+      return;
+    }
+    if (this.#channels.has(relid)) {
+      this.#warn(`duplicate offer for relid ${relid}`, relid);
+      return;
+    }
     const offer: GuestOffer = {
       relid,
       ifType: m.ifType,
@@ -522,7 +551,8 @@ export class VmbusClient {
           : null,
     };
     if (offer.subChannelIndex !== 0 && !this.#primaryOf(offer)) {
-      return this.#warn(`sub-channel offer ${relid} without a primary`, relid);
+      this.#warn(`sub-channel offer ${relid} without a primary`, relid);
+      return;
     }
     const ch: GuestChannel = {
       offer,
@@ -596,11 +626,13 @@ export class VmbusClient {
     const other = this.#gpadlWaiters.get(gpadl);
     if (other && other.relid === relid) {
       this.#gpadlWaiters.delete(gpadl);
-      return other.done(status);
+      other.done(status);
+      return;
     }
     const ch = this.#channels.get(relid);
     if (!ch || ch.ringGpadl !== gpadl || ch.waiting !== 'created') {
-      return this.#warn(`GPADL_CREATED for GPADL ${gpadl} nobody waits for`, relid);
+      this.#warn(`GPADL_CREATED for GPADL ${gpadl} nobody waits for`, relid);
+      return;
     }
     ch.waiting = null;
     if (status !== 0) {
@@ -610,9 +642,13 @@ export class VmbusClient {
         relid,
       });
       this.#freeRings(ch);
-      return this.#afterClose(ch, 'failed');
+      this.#afterClose(ch, 'failed');
+      return;
     }
-    if (ch.rescinded) return this.#teardownRing(ch);
+    if (ch.rescinded) {
+      this.#teardownRing(ch);
+      return;
+    }
     const d = ch.driver!;
     ch.waiting = 'open-result';
     this.#post({
@@ -629,16 +665,19 @@ export class VmbusClient {
   #openResult(relid: number, openid: number, status: number): void {
     const ch = this.#channels.get(relid);
     if (!ch || ch.waiting !== 'open-result' || openid !== relid) {
-      return this.#warn(`OPENCHANNEL_RESULT for ${relid} nobody waits for`, relid);
+      this.#warn(`OPENCHANNEL_RESULT for ${relid} nobody waits for`, relid);
+      return;
     }
     ch.waiting = null;
     if (status !== 0) {
       this.#log({ level: 'warn', message: `host refused to open ${relid}: 0x${status.toString(16)}`, relid });
-      return this.#teardownRing(ch, 'failed');
+      this.#teardownRing(ch, 'failed');
+      return;
     }
     if (ch.rescinded) {
       this.#post({ msgtype: CHANNELMSG_CLOSECHANNEL, childRelid: relid });
-      return this.#teardownRing(ch);
+      this.#teardownRing(ch);
+      return;
     }
     const d = ch.driver!;
     const view = this.#memory.pageView(ch.ringPfn, ch.ringPages)!;
@@ -692,13 +731,15 @@ export class VmbusClient {
     const other = this.#gpadlWaiters.get(gpadl);
     if (other) {
       this.#gpadlWaiters.delete(gpadl);
-      return other.done(0);
+      other.done(0);
+      return;
     }
     for (const ch of this.#channels.values()) {
       if (ch.waiting === 'torndown' && ch.ringGpadl === gpadl) {
         ch.waiting = null;
         this.#freeRings(ch);
-        return this.#afterClose(ch, ch.nextState);
+        this.#afterClose(ch, ch.nextState);
+        return;
       }
     }
     this.#warn(`GPADL_TORNDOWN for GPADL ${gpadl} nobody waits for`);
@@ -712,8 +753,14 @@ export class VmbusClient {
 
   #rescind(relid: number): void {
     const ch = this.#channels.get(relid);
-    if (!ch) return this.#warn(`rescind of unknown relid ${relid}`, relid);
-    if (ch.rescinded) return this.#warn(`second rescind of relid ${relid}`, relid);
+    if (!ch) {
+      this.#warn(`rescind of unknown relid ${relid}`, relid);
+      return;
+    }
+    if (ch.rescinded) {
+      this.#warn(`second rescind of relid ${relid}`, relid);
+      return;
+    }
     ch.rescinded = true;
     if (ch.ring) {
       ch.ring.close(new HvError('HV_ERR_CHANNEL_CLOSED', `channel ${relid} rescinded by the host`));

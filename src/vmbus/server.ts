@@ -233,7 +233,6 @@ export class VmbusServer {
     if (!Number.isInteger(sub) || sub < 0 || sub > 0xffff) {
       throw new HvError('HV_ERR_INVALID_ARGUMENT', `subChannelIndex ${sub} must be an integer 0..65535`);
     }
-    const server = this;
     const ch: Channel = {
       seq: this.#seq++,
       opts,
@@ -251,7 +250,7 @@ export class VmbusServer {
         get state() {
           return ch.state;
         },
-        rescind: () => server.#rescind(ch),
+        rescind: () => this.#rescind(ch),
       },
     };
     this.#channels.push(ch);
@@ -306,27 +305,39 @@ export class VmbusServer {
   }
 
   #dispatch(conn: number, msg: ChannelMessage): void {
-    if (msg.msgtype === CHANNELMSG_INITIATE_CONTACT) return this.#initiateContact(conn, msg);
+    if (msg.msgtype === CHANNELMSG_INITIATE_CONTACT) {
+      this.#initiateContact(conn, msg);
+      return;
+    }
     if (this.#version === null) {
-      return this.#warn(`${channelMessageName(msg.msgtype)} before INITIATE_CONTACT`);
+      this.#warn(`${channelMessageName(msg.msgtype)} before INITIATE_CONTACT`);
+      return;
     }
     switch (msg.msgtype) {
       case CHANNELMSG_REQUESTOFFERS:
-        return this.#requestOffers();
+        this.#requestOffers();
+        return;
       case CHANNELMSG_GPADL_HEADER:
-        return this.#gpadlHeader(msg);
+        this.#gpadlHeader(msg);
+        return;
       case CHANNELMSG_GPADL_BODY:
-        return this.#gpadlResult(this.#gpadls.body(msg), msg.gpadl);
+        this.#gpadlResult(this.#gpadls.body(msg), msg.gpadl);
+        return;
       case CHANNELMSG_GPADL_TEARDOWN:
-        return this.#gpadlTeardown(msg.childRelid, msg.gpadl);
+        this.#gpadlTeardown(msg.childRelid, msg.gpadl);
+        return;
       case CHANNELMSG_OPENCHANNEL:
-        return this.#openChannel(msg);
+        this.#openChannel(msg);
+        return;
       case CHANNELMSG_CLOSECHANNEL:
-        return this.#closeChannel(msg.childRelid);
+        this.#closeChannel(msg.childRelid);
+        return;
       case CHANNELMSG_RELID_RELEASED:
-        return this.#relidReleased(msg.childRelid);
+        this.#relidReleased(msg.childRelid);
+        return;
       case CHANNELMSG_MODIFYCHANNEL:
-        return this.#modifyChannel(msg.childRelid, msg.targetVp);
+        this.#modifyChannel(msg.childRelid, msg.targetVp);
+        return;
       case CHANNELMSG_UNLOAD:
         this.#reset('guest unloaded VMBus');
         this.#post({ msgtype: CHANNELMSG_UNLOAD_RESPONSE });
@@ -343,7 +354,8 @@ export class VmbusServer {
         }
         return;
       default:
-        return this.#warn(`unexpected ${channelMessageName(msg.msgtype)} from the guest`);
+        this.#warn(`unexpected ${channelMessageName(msg.msgtype)} from the guest`);
+        return;
     }
   }
 
@@ -357,17 +369,24 @@ export class VmbusServer {
         connectionState: 0,
         msgConnId: 0,
       });
-    if (!this.#profile.vmbusVersions.includes(v)) return refuse();
+    if (!this.#profile.vmbusVersions.includes(v)) {
+      refuse();
+      return;
+    }
     if (
       v >= VERSION_WIN10_V5 &&
       conn !== VMBUS_MESSAGE_CONNECTION_ID_4 &&
       conn !== VMBUS_MESSAGE_CONNECTION_ID
     ) {
-      return refuse();
+      refuse();
+      return;
     }
     if ((m.monitorPage1 === 0) !== (m.monitorPage2 === 0)) {
       this.#warn('INITIATE_CONTACT with only one monitor page');
-      if (v < VERSION_WIN8) return refuse();
+      if (v < VERSION_WIN8) {
+        refuse();
+        return;
+      }
       this.#post({
         msgtype: CHANNELMSG_VERSION_RESPONSE,
         versionSupported: 1,
@@ -389,7 +408,10 @@ export class VmbusServer {
   }
 
   #requestOffers(): void {
-    if (this.#offersRequested) return this.#warn('second REQUESTOFFERS on one connection');
+    if (this.#offersRequested) {
+      this.#warn('second REQUESTOFFERS on one connection');
+      return;
+    }
     this.#offersRequested = true;
     const order = this.#channels
       .filter((c) => c.state === 'idle')
@@ -473,7 +495,8 @@ export class VmbusServer {
       case 'more':
         return;
       case 'unknown':
-        return this.#warn(`GPADL_BODY for GPADL ${id} not in progress`);
+        this.#warn(`GPADL_BODY for GPADL ${id} not in progress`);
+        return;
       case 'failed':
         this.#warn(`GPADL ${p.id} refused: ${p.reason}`, p.relid);
         this.#post({
@@ -502,7 +525,8 @@ export class VmbusServer {
         this.#post({ msgtype: CHANNELMSG_GPADL_TORNDOWN, gpadl: id });
         return;
       }
-      return this.#warn(`GPADL_TEARDOWN of unknown GPADL ${id}`, relid);
+      this.#warn(`GPADL_TEARDOWN of unknown GPADL ${id}`, relid);
+      return;
     }
     if (g.inUse) {
       // The open ring still maps these pages; answer when the channel closes.
@@ -528,13 +552,20 @@ export class VmbusServer {
         openid: m.openid,
         status,
       });
-    if (c.state === 'open') return this.#warn('OPENCHANNEL of an open channel', c.relid);
-    if (c.state !== 'offered') return result(STATUS_UNSUCCESSFUL);
+    if (c.state === 'open') {
+      this.#warn('OPENCHANNEL of an open channel', c.relid);
+      return;
+    }
+    if (c.state !== 'offered') {
+      result(STATUS_UNSUCCESSFUL);
+      return;
+    }
     const g = this.#gpadls.get(c.relid, m.ringbufferGpadlhandle);
     const rings = g ? this.#mapRings(g, m.downstreamRingbufferPageoffset) : null;
     if (!g || !rings || g.inUse || g.teardownPending) {
       this.#warn(`OPENCHANNEL with unusable ring GPADL ${m.ringbufferGpadlhandle}`, c.relid);
-      return result(STATUS_UNSUCCESSFUL);
+      result(STATUS_UNSUCCESSFUL);
+      return;
     }
     let ring: RingChannel;
     try {
@@ -561,7 +592,8 @@ export class VmbusServer {
       c.ring = null;
       c.state = 'offered';
       this.#warn(`open of relid ${c.relid} failed: ${(e as Error).message}`, c.relid);
-      return result(STATUS_UNSUCCESSFUL);
+      result(STATUS_UNSUCCESSFUL);
+      return;
     }
     g.inUse = true;
     c.ringGpadl = g.id;
@@ -623,8 +655,10 @@ export class VmbusServer {
   #relidReleased(relid: number): void {
     const c = this.#channel(relid, 'RELID_RELEASED');
     if (!c) return;
-    if (c.state !== 'rescinded')
-      return this.#warn('RELID_RELEASED of a channel that was not rescinded', relid);
+    if (c.state !== 'rescinded') {
+      this.#warn('RELID_RELEASED of a channel that was not rescinded', relid);
+      return;
+    }
     if (c.ring) this.#releaseRing(c, new HvError('HV_ERR_CHANNEL_CLOSED', 'relid released'));
     this.#gpadls.removeChannel(relid);
     this.#byRelid.delete(relid);
@@ -636,7 +670,10 @@ export class VmbusServer {
 
   #modifyChannel(relid: number, targetVp: number): void {
     const v = this.#version!;
-    if (v < VERSION_WIN10_V4_1) return this.#warn('MODIFYCHANNEL before protocol 4.1', relid);
+    if (v < VERSION_WIN10_V4_1) {
+      this.#warn('MODIFYCHANNEL before protocol 4.1', relid);
+      return;
+    }
     const c = this.#channel(relid, 'MODIFYCHANNEL');
     if (!c) return;
     const ok = c.state === 'open';
