@@ -5,6 +5,7 @@
  */
 import { HvError } from '../protocol/errors.ts';
 import type { BlockDevice } from './block-device.ts';
+import { checkVhdx } from './vhdx/check.ts';
 import { VhdxDisk } from './vhdx/vhdx-disk.ts';
 
 export interface VhdxCreateOptions {
@@ -42,37 +43,16 @@ function entry(name: string, f: unknown): Fn {
 /** Binds the VHDX module's entry points. */
 export async function loadVhdx(): Promise<VhdxApi> {
   const statics = VhdxDisk as unknown as Record<string, unknown>;
-  const mod = (await import('./vhdx/vhdx-disk.ts')) as unknown as Record<string, unknown>;
   return {
     open: (path, opts) => VhdxDisk.open(path, { readOnly: opts.readOnly }),
     create: async (path, opts) => {
-      const clean = Object.fromEntries(
-        Object.entries(opts).filter(([k, v]) => v !== undefined && k !== 'openParent'),
-      );
-      return entry('create', statics.create).call(
-        VhdxDisk,
-        ...([path, clean] as never[]),
-      ) as Promise<BlockDevice>;
+      const clean = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
+      return entry('create', statics.create).call(VhdxDisk, ...([path, clean] as never[])) as Promise<BlockDevice>;
     },
     check: async (path, opts) => {
-      const f = statics.check ?? mod.checkVhdx;
-      const report = (await (
-        entry('check', f) as (p: string, o: { repair: boolean }) => Promise<unknown>
-      ).call(VhdxDisk, path, opts)) as Record<string, unknown>;
-      return { problems: normalizeProblems(report) };
+      const r = await checkVhdx(path, opts);
+      const repaired = r.repaired.map((m) => ({ code: 'vhdx-repaired', message: m, repaired: true }));
+      return { problems: [...r.problems.map((m) => ({ code: 'vhdx', message: m, repaired: false })), ...repaired] };
     },
   };
-}
-
-function normalizeProblems(report: Record<string, unknown>): DiskProblem[] {
-  const list = (report.problems ?? report.errors ?? []) as unknown[];
-  return list.map((p) => {
-    if (typeof p === 'string') return { code: 'vhdx', message: p, repaired: false };
-    const o = p as Record<string, unknown>;
-    return {
-      code: String(o.code ?? 'vhdx'),
-      message: String(o.message ?? JSON.stringify(o)),
-      repaired: o.repaired === true,
-    };
-  });
 }
