@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { HvError } from '../protocol/errors.ts';
 import { ConfigStore } from './config-store.ts';
 import { homePaths, type HomePaths } from './home.ts';
+import { createHardDrives } from './system-disk.ts';
 import { Vm, type VmHost } from './vm.ts';
 import {
   DEFAULT_SWITCH_NAME,
@@ -113,6 +114,7 @@ export class Host {
         name: cfg.name,
       });
     }
+    await createHardDrives(cfg.hardDrives);
     return this.#add(cfg);
   }
 

@@ -8,7 +8,14 @@
 export type VmState = 'Off' | 'Starting' | 'Running' | 'Stopping' | 'Saved';
 
 /** Hyper-V `VMHeartbeatStatus` names hvis reports (null while the VM is off, as Get-VM shows blank). */
-export type HeartbeatStatus = 'OkApplicationsUnknown' | 'NoContact' | 'LostCommunication' | 'Disabled' | null;
+export type HeartbeatStatus =
+  | 'OkApplicationsHealthy'
+  | 'OkApplicationsUnknown'
+  | 'OkApplicationsCritical'
+  | 'NoContact'
+  | 'LostCommunication'
+  | 'Disabled'
+  | null;
 
 /** One `Get-VMIntegrationService` object. */
 export interface IntegrationServiceView {

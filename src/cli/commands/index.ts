@@ -13,6 +13,7 @@ import { removeVmCommand } from './remove-vm.ts';
 import { restartVmCommand } from './restart-vm.ts';
 import { startVmCommand } from './start-vm.ts';
 import { stopVmCommand } from './stop-vm.ts';
+import { upCommand } from './up.ts';
 import { vhdCommands } from './vhd.ts';
 
 export const commands: CommandModule[] = [
@@ -26,5 +27,6 @@ export const commands: CommandModule[] = [
   restartVmCommand,
   startVmCommand,
   stopVmCommand,
+  upCommand,
   ...vhdCommands,
 ];

@@ -1,0 +1,181 @@
+/**
+ * The guest "kernel" of one VM (design.md "Guest OS model"): a VMBus client with a driver registry keyed
+ * by class GUID, like Linux's `vmbus_driver` id tables. The utility drivers are Linux's `hv_utils` (rings
+ * of 16 KiB each way, `HV_UTIL_RING_SEND_SIZE`/`_RECV_SIZE` = VMBUS_RING_SIZE(3 * 4096), drivers/hv/hv_util.c):
+ * heartbeat, shutdown (whose OS hook really powers this guest off: reply, close channels with UNLOAD,
+ * leave) and time sync (which keeps the guest's clock as an offset from the host's, never touching the
+ * host's own clock).
+ *
+ * The kernel reports to its host over a callback (the worker's port): `connected`, the `devices` list
+ * (lsvmbus) after each change, `clock` offsets, and `poweroff` before it stops.
+ */
+import { HeartbeatGuest } from '../devices/heartbeat/guest.ts';
+import type { IcGuestFlavor } from '../devices/ic/guest.ts';
+import { type ShutdownKind, ShutdownGuest } from '../devices/shutdown/guest.ts';
+import { TimesyncGuest } from '../devices/timesync/guest.ts';
+import { HV_HEART_BEAT_GUID, HV_SHUTDOWN_GUID, HV_TS_GUID } from '../protocol/vmbus/device-guids.ts';
+import type { Clock } from '../vmbus/channel-io.ts';
+import { VmbusClient, type VmbusDriver } from '../vmbus/client.ts';
+import type { GuestMemory } from '../vmbus/memory.ts';
+import type { SynicPort } from '../vmbus/synic.ts';
+
+/** Linux HV_UTIL_RING_SEND_SIZE / HV_UTIL_RING_RECV_SIZE: VMBUS_RING_SIZE(3 * 4096) = 16 KiB. */
+const HV_UTIL_RING_BYTES = 4 * 4096;
+
+/** One row of the guest's bus listing (the host validates and shows it as lsvmbus). */
+export interface GuestDeviceEntry {
+  VMBusId: number;
+  ClassId: string;
+  DeviceId: string;
+  Description: string;
+  Driver: string | null;
+}
+
+/** What the kernel tells its host. */
+export type KernelReport =
+  | { type: 'connected'; version: number }
+  | { type: 'devices'; devices: GuestDeviceEntry[] }
+  | { type: 'clock'; offsetMs: number }
+  | { type: 'poweroff'; reason: string }
+  | { type: 'fatal'; message: string };
+
+export interface GuestKernelOptions {
+  synic: SynicPort;
+  memory: GuestMemory;
+  report(r: KernelReport): void;
+  /** The partition reference counter now, 100-ns ticks since the VM started (shared with the host). */
+  referenceTime(): bigint;
+  /** Called once the kernel has shut down (UNLOAD done or given up); the worker then exits. */
+  halt(): void;
+  /** Negotiation rules of the IC drivers (default linux). */
+  flavor?: IcGuestFlavor;
+  /** The host clock the guest clock is an offset of (default Date.now, unref'd timers). */
+  hostClock?: Clock;
+}
+
+/** How long UNLOAD may take at power-off before the kernel leaves anyway, ms. */
+const UNLOAD_TIMEOUT_MS = 2000;
+const DEVICE_POLL_MS = 500;
+
+export class GuestKernel {
+  readonly client: VmbusClient;
+  readonly #o: GuestKernelOptions;
+  readonly #hostClock: Clock;
+  /** Guest wall clock minus host wall clock, ms (set by time sync). */
+  #offsetMs = 0;
+  #lastDevices = '';
+  #poll: ReturnType<typeof setInterval> | null = null;
+  #halting = false;
+
+  constructor(o: GuestKernelOptions) {
+    this.#o = o;
+    this.#hostClock = o.hostClock ?? {
+      now: () => Date.now(),
+      setTimer: (ms, cb) => {
+        const t = setTimeout(cb, ms);
+        t.unref();
+        return () => clearTimeout(t);
+      },
+    };
+    this.client = new VmbusClient({ synic: o.synic, memory: o.memory });
+    const flavor = o.flavor ?? 'linux';
+    const util = (attach: VmbusDriver['attach']): VmbusDriver => ({
+      name: 'hv_utils',
+      sendRingBytes: HV_UTIL_RING_BYTES,
+      recvRingBytes: HV_UTIL_RING_BYTES,
+      attach: (offer, ch) => {
+        const h = attach(offer, ch);
+        setImmediate(() => this.#reportDevices());
+        return h;
+      },
+      detach: () => setImmediate(() => this.#reportDevices()),
+    });
+    this.client.registerDriver(
+      HV_HEART_BEAT_GUID,
+      util((_, ch) => new HeartbeatGuest(ch, { flavor })),
+    );
+    this.client.registerDriver(
+      HV_SHUTDOWN_GUID,
+      util((_, ch) => new ShutdownGuest(ch, { flavor, onShutdown: (kind) => this.#onShutdown(kind) })),
+    );
+    this.client.registerDriver(
+      HV_TS_GUID,
+      util((_, ch) => {
+        const ts: TimesyncGuest = new TimesyncGuest(ch, {
+          flavor,
+          clock: this.clock,
+          referenceTime: o.referenceTime,
+          setClock: (hostUnixMs) => {
+            this.#offsetMs = hostUnixMs - this.#hostClock.now();
+            queueMicrotask(() => this.#o.report({ type: 'clock', offsetMs: ts.offsetMs ?? this.#offsetMs }));
+          },
+        });
+        return ts;
+      }),
+    );
+  }
+
+  /** The guest's wall clock: the host's plus the offset time sync set. */
+  readonly clock: Clock = {
+    now: () => this.#hostClock.now() + this.#offsetMs,
+    setTimer: (ms, cb) => this.#hostClock.setTimer(ms, cb),
+  };
+
+  /**
+   * Connects to VMBus (version negotiation, offers) and reports `connected` and the device list.
+   * @throws HvError when no VMBus version is accepted.
+   */
+  async boot(): Promise<void> {
+    const version = await this.client.connect();
+    this.#o.report({ type: 'connected', version });
+    this.#reportDevices();
+    this.#poll = setInterval(() => this.#reportDevices(), DEVICE_POLL_MS);
+  }
+
+  #reportDevices(): void {
+    const devices = this.client
+      .list()
+      .filter((c) => c.state !== 'released')
+      .map((c) => ({
+        VMBusId: c.relid,
+        ClassId: c.classId,
+        DeviceId: c.instanceId,
+        Description: c.deviceName,
+        Driver: c.driver,
+      }));
+    const key = JSON.stringify(devices);
+    if (key === this.#lastDevices) return;
+    this.#lastDevices = key;
+    this.#o.report({ type: 'devices', devices });
+  }
+
+  #onShutdown(kind: ShutdownKind): void {
+    // The reply is already in the ring; Linux runs orderly_poweroff from a work item, so do the same later.
+    setImmediate(() => void this.poweroff(kind));
+  }
+
+  /**
+   * Powers the guest off: UNLOAD (every channel closed), `poweroff` report, then `halt`. Idempotent.
+   * Reboot and hibernate requests power off too (the host decides whether to start the VM again).
+   */
+  async poweroff(reason: string): Promise<void> {
+    if (this.#halting) return;
+    this.#halting = true;
+    if (this.#poll) clearInterval(this.#poll);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        this.client.unload(),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, UNLOAD_TIMEOUT_MS);
+        }),
+      ]);
+    } catch {
+      // Not connected: nothing to unload.
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#o.report({ type: 'poweroff', reason });
+    this.#o.halt();
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * A running VM (design.md "Memory and signals", "Threads"): guest RAM as SharedArrayBuffers, a shared
+ * SynIC between the host's event loop and the guest's worker thread, the {@link VmbusServer} with the host
+ * halves of the integration services offered, and the guest worker (`dist/src/guest/worker.js`) that runs
+ * the guest kernel.
+ *
+ * Isolation: the worker has its own heap limit; its crash, out-of-memory, a protocol error on a channel or
+ * garbage on the control port end at most this session (the VM is marked by {@link Vm}), never the host.
+ */
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { HvError } from '../protocol/errors.ts';
+import { VMBUS_PIPE_TYPE_MESSAGE } from '../protocol/vmbus/constants.ts';
+import {
+  HV_HEART_BEAT_GUID,
+  HV_SHUTDOWN_GUID,
+  HV_TS_GUID,
+  IC_SHUTDOWN_INSTANCE,
+  IC_TIMESYNC_INSTANCE,
+} from '../protocol/vmbus/device-guids.ts';
+import { Guid } from '../protocol/guid.ts';
+import { type Clock, systemClock } from '../vmbus/channel-io.ts';
+import type { HostProfile } from '../vmbus/host-profiles.ts';
+import { GuestMemory } from '../vmbus/memory.ts';
+import { type OfferHandle, VmbusServer } from '../vmbus/server.ts';
+import { createSharedSynicBuffer, SharedSynicPort } from '../vmbus/synic-shared.ts';
+import { parseGuestReport } from './guest-reports.ts';
+import { type HostIc, hostIcFactories } from './host-ics.ts';
+import type { IntegrationServiceName } from './integration-services.ts';
+import type { VmConfig } from './vm-config.ts';
+import type { GuestExit, IcStatus, VmSession, VmSessionFactory } from './vm-session-types.ts';
+import type { HeartbeatStatus, LsvmbusEntry } from './vm-view.ts';
+
+export interface VmSessionFactoryOptions {
+  profile: HostProfile;
+  log: (vm: string, msg: string) => void;
+  clock?: Clock;
+  /** Guest worker entry, a compiled .js file (default: `../guest/worker.js` beside this module). */
+  workerUrl?: URL;
+  /** How long the guest may take to connect to VMBus, ms (default 15 000). */
+  connectTimeoutMs?: number;
+  /** Heap limit of each guest worker, MiB (default 256). */
+  guestHeapMb?: number;
+}
+
+/** The implemented services: channel class and instance (vmbus-core-ics.md §6.10; heartbeat's is ours). */
+const OFFERS: Partial<Record<IntegrationServiceName, { type: Guid; instance: Guid }>> = {
+  Heartbeat: { type: HV_HEART_BEAT_GUID, instance: Guid.parse('fedf7c2e-7b45-4a11-8f0c-1b6b0a0c9b01') },
+  Shutdown: { type: HV_SHUTDOWN_GUID, instance: IC_SHUTDOWN_INSTANCE },
+  'Time Synchronization': { type: HV_TS_GUID, instance: IC_TIMESYNC_INSTANCE },
+};
+
+/** Builds sessions for an online host. */
+export function createVmSessionFactory(o: VmSessionFactoryOptions): VmSessionFactory {
+  return async (cfg) => new WorkerVmSession(cfg, o);
+}
+
+interface OfferedIc {
+  handle: OfferHandle;
+  device: HostIc | null;
+}
+
+class WorkerVmSession implements VmSession {
+  readonly ready: Promise<void>;
+  readonly exited: Promise<GuestExit>;
+  readonly #cfg: VmConfig;
+  readonly #o: VmSessionFactoryOptions;
+  readonly #clock: Clock;
+  readonly #server: VmbusServer;
+  readonly #synic: SharedSynicPort;
+  readonly #worker: Worker;
+  readonly #ics = new Map<IntegrationServiceName, OfferedIc>();
+  #devices: LsvmbusEntry[] = [];
+  #poweroff: string | null = null;
+  #fatal: string | null = null;
+  #badReports = 0;
+  #alive = true;
+  readonly #referenceTime: () => bigint;
+
+  constructor(cfg: VmConfig, o: VmSessionFactoryOptions) {
+    this.#cfg = cfg;
+    this.#o = o;
+    this.#clock = o.clock ?? systemClock;
+    const memory = new GuestMemory(cfg.memoryStartupBytes);
+    const refStartNs = process.hrtime.bigint();
+    this.#referenceTime = () => (process.hrtime.bigint() - refStartNs) / 100n;
+    const sab = createSharedSynicBuffer();
+    const doorbell = new MessageChannel();
+    this.#synic = new SharedSynicPort(sab, 'host', doorbell.port1);
+    this.#server = new VmbusServer({
+      synic: this.#synic,
+      memory,
+      profile: o.profile,
+      log: (e) =>
+        o.log(
+          cfg.name,
+          `vmbus ${e.level}: ${e.message}${e.relid === undefined ? '' : ` (relid ${e.relid})`}`,
+        ),
+    });
+    for (const [name, on] of Object.entries(cfg.integrationServices) as [IntegrationServiceName, boolean][]) {
+      if (on) this.setOffered(name, true);
+    }
+
+    this.#worker = new Worker(o.workerUrl ?? new URL('../guest/worker.js', import.meta.url), {
+      workerData: {
+        vmName: cfg.name,
+        memory: memory.buffers,
+        synic: sab,
+        doorbell: doorbell.port2,
+        refStartNs,
+      },
+      transferList: [doorbell.port2],
+      resourceLimits: { maxOldGenerationSizeMb: o.guestHeapMb ?? 256 },
+      stdout: false,
+      stderr: false,
+    });
+
+    let connected: () => void = () => {};
+    let failed: (e: Error) => void = () => {};
+    this.ready = new Promise<void>((res, rej) => {
+      connected = res;
+      failed = rej;
+    });
+    const timer = setTimeout(() => {
+      failed(
+        new HvError(
+          'HV_ERR_TIMEOUT',
+          `guest of VM '${cfg.name}' did not connect to VMBus within ${o.connectTimeoutMs ?? 15_000} ms`,
+        ),
+      );
+      void this.turnOff();
+    }, o.connectTimeoutMs ?? 15_000);
+
+    this.#worker.on('message', (raw: unknown) => {
+      const r = parseGuestReport(raw);
+      if (r === null) {
+        if (this.#badReports++ === 0) o.log(cfg.name, 'ignoring a malformed report from the guest worker');
+        return;
+      }
+      if (r.type === 'connected') {
+        clearTimeout(timer);
+        connected();
+      } else if (r.type === 'devices') this.#devices = r.devices;
+      else if (r.type === 'clock')
+        this.#ics.get('Time Synchronization')?.device?.noteGuestOffset?.(r.offsetMs);
+      else if (r.type === 'poweroff') this.#poweroff = r.reason;
+      else this.#fatal = r.message;
+    });
+    let error: Error | null = null;
+    this.#worker.on('error', (e) => {
+      error = e;
+    });
+    this.exited = new Promise<GuestExit>((res) => {
+      this.#worker.once('exit', (code) => {
+        clearTimeout(timer);
+        this.#alive = false;
+        this.#teardown();
+        const exit: GuestExit =
+          this.#poweroff !== null && code === 0
+            ? { clean: true, reason: this.#poweroff }
+            : {
+                clean: false,
+                reason:
+                  this.#fatal ??
+                  (error
+                    ? `${(error as Error).name}: ${(error as Error).message}`
+                    : `guest worker exited with code ${code}`),
+              };
+        failed(
+          new HvError(
+            'HV_ERR_INVALID_STATE',
+            `guest of VM '${cfg.name}' stopped before connecting: ${exit.reason}`,
+          ),
+        );
+        res(exit);
+      });
+    });
+  }
+
+  #teardown(): void {
+    for (const ic of this.#ics.values()) ic.device?.stop();
+    this.#synic.close();
+  }
+
+  setOffered(name: IntegrationServiceName, offered: boolean): void {
+    const existing = this.#ics.get(name);
+    if (!offered) {
+      if (existing) {
+        this.#ics.delete(name);
+        existing.device?.stop();
+        existing.handle.rescind();
+      }
+      return;
+    }
+    const spec = OFFERS[name];
+    const make = hostIcFactories[name];
+    if (existing || !spec || !make) return;
+    const ic: OfferedIc = {
+      device: null,
+      handle: this.#server.offer(
+        { interfaceType: spec.type, instance: spec.instance, pipeMode: VMBUS_PIPE_TYPE_MESSAGE },
+        (ch) => {
+          ic.device?.stop();
+          const dev = make(ch, {
+            clock: this.#clock,
+            profile: this.#o.profile.name,
+            referenceTime: this.#referenceTime,
+          });
+          ic.device = dev;
+          // NEGOTIATE goes out once the open has completed, as the host sends it after OPENCHANNEL_RESULT.
+          setImmediate(() => {
+            if (ic.device === dev) dev.start();
+          });
+          return dev.handler;
+        },
+      ),
+    };
+    this.#ics.set(name, ic);
+  }
+
+  icStatus(name: IntegrationServiceName): IcStatus {
+    const dev = this.#ics.get(name)?.device;
+    if (!dev) return { primary: 'No Contact', secondary: null, version: null };
+    return dev.status();
+  }
+
+  heartbeat(): HeartbeatStatus {
+    const dev = this.#ics.get('Heartbeat')?.device;
+    return dev?.heartbeat?.() ?? 'NoContact';
+  }
+
+  lsvmbus(): LsvmbusEntry[] {
+    return this.#devices;
+  }
+
+  ipAddresses(): string[] {
+    return [];
+  }
+
+  async shutdown(timeoutMs: number): Promise<void> {
+    const dev = this.#ics.get('Shutdown')?.device;
+    if (!dev?.requestShutdown || dev.status().primary !== 'OK') {
+      throw new HvError(
+        'HV_ERR_INVALID_STATE',
+        `VM '${this.#cfg.name}' cannot be shut down through the guest: its Shutdown service is not connected (use --turn-off or --force)`,
+      );
+    }
+    await dev.requestShutdown();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, rej) => {
+      timer = setTimeout(
+        () =>
+          rej(
+            new HvError(
+              'HV_ERR_TIMEOUT',
+              `VM '${this.#cfg.name}' accepted the shutdown but did not power off within ${timeoutMs / 1000} s`,
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async turnOff(): Promise<void> {
+    if (this.#alive) await this.#worker.terminate();
+    await this.exited;
+  }
+}
