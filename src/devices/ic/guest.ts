@@ -26,10 +26,8 @@ import {
   type IcNegotiate,
 } from '../../protocol/ic/negotiate.ts';
 import { MAX_PIPE_DATA_PAYLOAD, VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
+import { VM_PKT_DATA_INBAND } from '../../protocol/vmbus/packet.ts';
 import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../vmbus/channel-io.ts';
-
-/** `VM_PKT_DATA_INBAND` (Linux `enum vmbus_packet_type`). */
-const VM_PKT_DATA_INBAND = 6;
 
 /** Guest implementations whose negotiation rules and service behaviour we reproduce. */
 export type IcGuestFlavor = 'linux' | 'freebsd' | 'openvmm';

@@ -22,18 +22,15 @@ import {
 } from '../../protocol/ic/icmsg.ts';
 import { decodeIcNegotiate, encodeIcNegotiate, icmsgNegotiateSize } from '../../protocol/ic/negotiate.ts';
 import { MAX_PIPE_DATA_PAYLOAD } from '../../protocol/vmbus/pipe.ts';
+import { VM_PKT_DATA_INBAND } from '../../protocol/vmbus/packet.ts';
 import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../vmbus/channel-io.ts';
+import { type HostProfileName, hostProfile } from '../../vmbus/host-profiles.ts';
 
-/** `VM_PKT_DATA_INBAND` (Linux `enum vmbus_packet_type`): the only packet type ICs use. */
-const VM_PKT_DATA_INBAND = 6;
-
-/** Host version profiles (design.md "Host model"). */
-export type IcHostProfile = 'WS2008R2' | 'WS2012' | 'WS2012R2' | 'WS2016' | 'WS2019' | 'WS2022' | 'WS2025';
+/** Host version profile names (src/vmbus/host-profiles.ts owns the table). */
+export type IcHostProfile = HostProfileName;
 
 /** The three utility ICs built here. */
 export type UtilityIc = 'heartbeat' | 'shutdown' | 'timesync';
-
-const v = (major: number, minor: number): IcVersion => ({ major, minor });
 
 /** What a host offers in NEGOTIATE, both lists ascending. */
 export interface IcOffer {
@@ -41,45 +38,17 @@ export interface IcOffer {
   message: readonly IcVersion[];
 }
 
-/** Framework versions every host since WS2012 offers: [1.0, 3.0] (OpenVMM common.rs; Linux `UTIL_FW_VERSION`). */
-export const IC_HOST_FRAMEWORK_VERSIONS: readonly IcVersion[] = [v(1, 0), v(3, 0)];
-
-const ALL: Record<UtilityIc, readonly IcVersion[]> = {
-  heartbeat: [v(1, 0), v(3, 0)],
-  shutdown: [v(1, 0), v(3, 0), v(3, 1), v(3, 2)],
-  timesync: [v(1, 0), v(3, 0), v(4, 0)],
-};
+const split = (x: number): IcVersion => ({ major: x >>> 16, minor: x & 0xffff });
 
 /**
- * Highest message version each profile offers. Only the endpoints are sourced: 1.0 is the WS2008 version and
- * 3.0 the Windows 8 / WS2012 one (Linux hv_util.c and channel_mgmt.c name `UTIL_WS2K8_FW_VERSION` 1.0 and
- * `UTIL_FW_VERSION` 3.0), TimeSync 4.0 is what OpenVMM offers, Shutdown 3.2 is required for host hibernate
- * requests (Linux commit adding hibernation). Which Windows release introduced TimeSync 4.0 and Shutdown
- * 3.1/3.2 is UNVERIFIED: the table places them at WS2016 and WS2019.
+ * The NEGOTIATE offer of `ic` on a host of `profile`, from the profile table in src/vmbus/host-profiles.ts
+ * (framework [1.0, 3.0] and the message versions of that release, ascending).
+ * @throws HvError `HV_ERR_INVALID_ARGUMENT` for an unknown profile name.
  */
-const CAP: Record<
-  IcHostProfile,
-  { framework: IcVersion; heartbeat: IcVersion; shutdown: IcVersion; timesync: IcVersion }
-> = {
-  WS2008R2: { framework: v(1, 0), heartbeat: v(1, 0), shutdown: v(1, 0), timesync: v(1, 0) },
-  WS2012: { framework: v(3, 0), heartbeat: v(3, 0), shutdown: v(3, 0), timesync: v(3, 0) },
-  WS2012R2: { framework: v(3, 0), heartbeat: v(3, 0), shutdown: v(3, 0), timesync: v(3, 0) },
-  WS2016: { framework: v(3, 0), heartbeat: v(3, 0), shutdown: v(3, 1), timesync: v(4, 0) },
-  WS2019: { framework: v(3, 0), heartbeat: v(3, 0), shutdown: v(3, 2), timesync: v(4, 0) },
-  WS2022: { framework: v(3, 0), heartbeat: v(3, 0), shutdown: v(3, 2), timesync: v(4, 0) },
-  WS2025: { framework: v(3, 0), heartbeat: v(3, 0), shutdown: v(3, 2), timesync: v(4, 0) },
-};
-
-const notAbove = (list: readonly IcVersion[], cap: IcVersion) =>
-  list.filter((x) => x.major < cap.major || (x.major === cap.major && x.minor <= cap.minor));
-
-/** The NEGOTIATE offer of `ic` on a host of `profile`: framework and message versions ascending, capped. */
-export function hostIcOffer(profile: IcHostProfile, ic: UtilityIc): IcOffer {
-  const cap = CAP[profile];
-  return {
-    framework: notAbove(IC_HOST_FRAMEWORK_VERSIONS, cap.framework),
-    message: notAbove(ALL[ic], cap[ic]),
-  };
+export function hostIcOffer(profile: string, ic: UtilityIc): IcOffer {
+  const offer = hostProfile(profile).ics[ic];
+  if (!offer) throw new HvError('HV_ERR_UNSUPPORTED', `host profile ${profile} has no ${ic} service`);
+  return { framework: offer.framework.map(split), message: offer.message.map(split) };
 }
 
 /** The status columns Get-VMIntegrationService prints for one service. */

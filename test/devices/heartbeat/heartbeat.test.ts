@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HeartbeatGuest } from '../../../src/devices/heartbeat/guest.ts';
 import { HeartbeatHost } from '../../../src/devices/heartbeat/host.ts';
-import { hostIcOffer } from '../../../src/devices/ic/host.ts';
 import { loopback, ManualClock } from '../ic/loopback.ts';
 
 const hex = (s: string) => Uint8Array.from(s.match(/[0-9a-f]{2}/g)!.map((b) => Number.parseInt(b, 16)));
@@ -95,10 +94,15 @@ test('a guest that answers with the wrong sequence number is not counted as aliv
   assert.equal(lb.host.heartbeat, 'NoContact');
 });
 
-test('FreeBSD guest negotiates against a WS2008R2 host (1.0 only) and beats', () => {
+test('FreeBSD guest negotiates against a host offering only 1.0 and beats', () => {
   const clock = new ManualClock();
   const lb = loopback(
-    (ch) => new HeartbeatHost(ch, { clock, intervalMs: 1000, offer: hostIcOffer('WS2008R2', 'heartbeat') }),
+    (ch) =>
+      new HeartbeatHost(ch, {
+        clock,
+        intervalMs: 1000,
+        offer: { framework: [{ major: 1, minor: 0 }], message: [{ major: 1, minor: 0 }] },
+      }),
     (ch) => new HeartbeatGuest(ch, { flavor: 'freebsd' }),
   );
   lb.host.start();
