@@ -111,7 +111,12 @@ export async function copyData(
   let slot = 0;
   let pos = 0;
   while (pos < total) {
-    const st = await source.blockStatus(pos, Math.min(total - pos, 1024 * MiB));
+    // Fixed sources have no allocation map: their block status would read the data once more just to find
+    // zeros, which the chunk check below does anyway.
+    const st =
+      source.type === 'Fixed'
+        ? { state: 'data' as const, length: total - pos }
+        : await source.blockStatus(pos, Math.min(total - pos, 1024 * MiB));
     if (st.state === 'zero') {
       if (!blankTarget) {
         await pending;
