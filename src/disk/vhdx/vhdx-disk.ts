@@ -290,6 +290,15 @@ export class VhdxDisk implements BlockDevice {
     return d;
   }
 
+  /** File ranges no block may overlap: the header section, the log, every region. */
+  #reservedRanges(): Array<[number, number]> {
+    const reserved: Array<[number, number]> = [[0, MiB]];
+    const h = this.#header;
+    if (h.logLength) reserved.push([h.logOffset, h.logOffset + h.logLength]);
+    for (const r of this.#regions) reserved.push([r.fileOffset, r.fileOffset + r.length]);
+    return reserved;
+  }
+
   /** Checks every BAT entry: legal state for the type, zero reserved bits, blocks inside the file, no overlap. */
   #validateBat(lenient: boolean): void {
     const g = this.#geo;
@@ -297,10 +306,7 @@ export class VhdxDisk implements BlockDevice {
     const fileSize = this.#file.size;
     const diff = this.#meta.hasParent;
     const fixed = this.type === 'Fixed';
-    const reserved: Array<[number, number]> = [[0, MiB]];
-    if (this.#header.logLength)
-      reserved.push([this.#header.logOffset, this.#header.logOffset + this.#header.logLength]);
-    for (const r of this.#regions) reserved.push([r.fileOffset, r.fileOffset + r.length]);
+    const reserved = this.#reservedRanges();
     let end = Math.max(...reserved.map((r) => r[1]), ceilTo(fileSize, MiB));
     const report = (msg: string): void => {
       if (!lenient) corrupt(`${this.path}: ${msg}`);
@@ -893,6 +899,7 @@ export class VhdxDisk implements BlockDevice {
     const g = this.#geo;
     const dv = this.#batDv;
     const size = this.#file.size;
+    const reserved = this.#reservedRanges();
     await this.#beginChange(false);
     for (let i = 0; i < g.totalEntries; i++) {
       const isBitmap = i % (g.chunkRatio + 1) === g.chunkRatio;
@@ -903,7 +910,8 @@ export class VhdxDisk implements BlockDevice {
         bad ||=
           (!this.#meta.hasParent && (st !== 0 || off !== 0)) || (st === SB_BLOCK_PRESENT && off >= size);
       else if (st === PAYLOAD_BLOCK_FULLY_PRESENT || st === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
-        bad ||= off < MiB || off >= size || (st === PAYLOAD_BLOCK_PARTIALLY_PRESENT && !this.#meta.hasParent);
+        bad ||= off >= size || (st === PAYLOAD_BLOCK_PARTIALLY_PRESENT && !this.#meta.hasParent);
+        bad ||= reserved.some(([a, b]) => off < b && a < off + g.blockSize);
       } else if (off !== 0 || st === 4) bad = true;
       if (bad) {
         setEntry(dv, i, 0, 0);
