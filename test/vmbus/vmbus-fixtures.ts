@@ -6,9 +6,9 @@ import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../src/vmbus/
 import { Guid } from '../../src/protocol/guid.ts';
 import type { GuestOffer, VmbusDriver } from '../../src/vmbus/client.ts';
 import type { OpenInfo } from '../../src/vmbus/server.ts';
+import { VM_PKT_DATA_INBAND } from '../../src/protocol/vmbus/packet.ts';
 
-/** VM_PKT_DATA_INBAND (Linux enum vmbus_packet_type). */
-export const VM_PKT_DATA_INBAND = 6;
+export { VM_PKT_DATA_INBAND } from '../../src/protocol/vmbus/packet.ts';
 
 export const ECHO_CLASS = Guid.parse('6d7b3c3e-0d62-4b1c-9a8d-8b7a0b1e0e01');
 export const ECHO_INSTANCE = Guid.parse('1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f0');
