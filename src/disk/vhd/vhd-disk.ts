@@ -753,6 +753,14 @@ async function scanBackForData(dev: BlockDevice, end: number, probe: Uint8Array,
   return 0;
 }
 
+function tryDecode(b: Uint8Array): VhdFooter | null {
+  try {
+    return decodeFooter(b);
+  } catch {
+    return null;
+  }
+}
+
 /** Where the footers are and whether they are usable. */
 export interface FooterLocation {
   footer: VhdFooter;
@@ -777,12 +785,14 @@ export async function readFooters(file: DiskFile): Promise<FooterLocation> {
   let trailing: { f: VhdFooter; off: number; ok: boolean } | null = null;
   let problem = '';
   if (tailLen === VHD_FOOTER_SIZE && hasVhdCookie(tail)) {
-    trailing = { f: decodeFooter(tail), off: size - VHD_FOOTER_SIZE, ok: footerChecksumOk(tail) };
+    const f = tryDecode(tail);
+    if (f) trailing = { f, off: size - VHD_FOOTER_SIZE, ok: footerChecksumOk(tail) };
+    else problem = 'footer fields out of range';
   } else if (hasVhdCookie(tail, 1)) {
     const t511 = new Uint8Array(VHD_FOOTER_SIZE);
     t511.set(tail.subarray(1));
     trailing = {
-      f: decodeFooter(t511),
+      f: tryDecode(t511) ?? decodeFooter(t511, 'VHD footer (511 bytes)'),
       off: size - (VHD_FOOTER_SIZE - 1),
       ok: footerChecksumOk(t511, VHD_FOOTER_SIZE - 1),
     };
@@ -797,8 +807,8 @@ export async function readFooters(file: DiskFile): Promise<FooterLocation> {
     const head = new Uint8Array(VHD_FOOTER_SIZE);
     await file.readExact(head, 0, 'VHD footer copy');
     if (hasVhdCookie(head)) {
-      copy = decodeFooter(head, 'VHD footer copy');
-      copyOk = footerChecksumOk(head) && copy.diskType !== VHD_DISK_TYPE.FIXED;
+      copy = tryDecode(head);
+      copyOk = copy !== null && footerChecksumOk(head) && copy.diskType !== VHD_DISK_TYPE.FIXED;
     }
   }
   if (trailing?.ok)
