@@ -15,7 +15,13 @@ import { ICMSGTYPE_HEARTBEAT, type IcMessage } from '../../protocol/ic/icmsg.ts'
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
 import { IcHost, type IcOffer, type IcStatus, hostIcOffer } from '../ic/host.ts';
 
-/** Get-VM `Heartbeat` values (Microsoft.HyperV.PowerShell.VMHeartbeatStatus) this host produces. */
+/**
+ * Get-VM `Heartbeat` values (Microsoft.HyperV.PowerShell.VMHeartbeatStatus) this host produces.
+ * `OkApplicationsHealthy`, `OkApplicationsUnknown` and `NoContact` are the strings public scripts compare
+ * real Get-VM output with; `OkApplicationsCritical` and `LostCommunication` are taken from the enum's member
+ * names (UNVERIFIED on a real host). Linux and FreeBSD guests echo `application_state` = 0 (UNKNOWN), so a
+ * Linux guest shows OkApplicationsUnknown.
+ */
 export type VMHeartbeatStatus =
   | 'OkApplicationsHealthy'
   | 'OkApplicationsUnknown'

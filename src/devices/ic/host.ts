@@ -51,7 +51,11 @@ export function hostIcOffer(profile: string, ic: UtilityIc): IcOffer {
   return { framework: offer.framework.map(split), message: offer.message.map(split) };
 }
 
-/** The status columns Get-VMIntegrationService prints for one service. */
+/**
+ * The status columns Get-VMIntegrationService prints for one service. The strings follow the cmdlet's
+ * VMIntegrationComponentOperationalStatus names and the WMI status descriptions ("OK", "No Contact", "Lost
+ * Communication"; the docs' example filters on `ProtocolMismatch`); they were not checked on a real host.
+ */
 export interface IcStatus {
   /** `Ok`, `NoContact`, `LostCommunication` (VMIntegrationComponentOperationalStatus names). */
   PrimaryOperationalStatus: 'Ok' | 'NoContact' | 'LostCommunication';
