@@ -109,6 +109,7 @@ export class VhdxDisk implements BlockDevice {
   #fileGuidChanged = false;
   #dataGuidChanged = false;
   #closed = false;
+  #chain: Promise<unknown> = Promise.resolve();
 
   private constructor(
     file: ImageFile,
@@ -553,8 +554,20 @@ export class VhdxDisk implements BlockDevice {
     return at;
   }
 
+  /** Runs `fn` after every earlier locked step: allocations, bitmap and header updates, commits never interleave. */
+  #locked<T>(fn: () => Promise<T>): Promise<T> {
+    const r = this.#chain.then(fn);
+    this.#chain = r.catch(() => {});
+    return r;
+  }
+
   async #beginChange(userVisible: boolean): Promise<void> {
     if (this.readOnly) throw new HvError('HV_ERR_INVALID_STATE', `${this.path} is open read-only`);
+    if (this.#fileGuidChanged && (this.#dataGuidChanged || !userVisible)) return;
+    await this.#locked(() => this.#changeGuids(userVisible));
+  }
+
+  async #changeGuids(userVisible: boolean): Promise<void> {
     const change: Partial<VhdxHeader> = {};
     if (!this.#fileGuidChanged) change.fileWriteGuid = Guid.random();
     if (userVisible && !this.#dataGuidChanged) change.dataWriteGuid = Guid.random();
@@ -583,6 +596,16 @@ export class VhdxDisk implements BlockDevice {
   }
 
   async #writeInBlock(data: Uint8Array, block: number, inBlock: number): Promise<void> {
+    const idx = payloadIndex(this.#geo, block);
+    if (entryState(this.#batDv, idx) === PAYLOAD_BLOCK_FULLY_PRESENT) {
+      await this.#file.write(data, entryOffsetMB(this.#batDv, idx) * MiB + inBlock);
+      return;
+    }
+    await this.#locked(() => this.#writeInBlockLocked(data, block, inBlock));
+  }
+
+  /** Writes into a block that may need allocating or bitmap bits (under the lock, so never twice). */
+  async #writeInBlockLocked(data: Uint8Array, block: number, inBlock: number): Promise<void> {
     const idx = payloadIndex(this.#geo, block);
     const state = entryState(this.#batDv, idx);
     const ss = this.logicalSectorSize;
@@ -613,6 +636,10 @@ export class VhdxDisk implements BlockDevice {
    */
   async flush(): Promise<void> {
     if (this.readOnly || this.#closed) return;
+    await this.#locked(() => this.#flushLocked());
+  }
+
+  async #flushLocked(): Promise<void> {
     await this.#file.sync();
     const sectors: Array<{ fileOffset: number; data: Uint8Array }> = [];
     for (const s of [...this.#dirtyBat].sort((a, b) => a - b)) {

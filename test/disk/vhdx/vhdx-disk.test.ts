@@ -444,3 +444,24 @@ test('bad input: not a VHDX, truncated, BAT pointing past EOF or into metadata, 
   );
   await assert.rejects(VhdxDisk.open(join(dir, 'nope.vhdx')), (e) => isHvError(e, 'HV_ERR_NOT_FOUND'));
 });
+
+test('concurrent writes into one unallocated block allocate it once and all land (queue depth as the storage VSP uses)', async () => {
+  for (const type of ['dynamic', 'differencing'] as const) {
+    const base = fresh();
+    await (await VhdxDisk.create(base, { size: 8 * MiB, type: 'dynamic', blockSize: MiB })).close();
+    const p = type === 'dynamic' ? base : fresh();
+    if (type === 'differencing')
+      await (await VhdxDisk.create(p, { size: 0, type, parentPath: base, blockSize: MiB })).close();
+    const d = await VhdxDisk.open(p);
+    await Promise.all(Array.from({ length: 16 }, (_, i) => d.write(filled(4096, i + 1), i * 8192)));
+    await d.flush();
+    await d.close();
+    const got = await read(p, 0, 16 * 8192);
+    for (let i = 0; i < 16; i++)
+      assert.deepEqual(got.subarray(i * 8192, i * 8192 + 4096), filled(4096, i + 1), `${type} write ${i}`);
+    assert.ok(
+      statSync(p).size <= 8 * MiB,
+      `${type}: block allocated more than once (${statSync(p).size} bytes)`,
+    );
+  }
+});
