@@ -274,7 +274,7 @@ export class VmbusClient {
       return Promise.reject(new HvError('HV_ERR_UNSUPPORTED', 'MODIFYCHANNEL needs VMBus 4.1 or later'));
     }
     const ch = this.#channels.get(relid);
-    if (!ch || ch.state !== 'open')
+    if (ch?.state !== 'open')
       return Promise.reject(new HvError('HV_ERR_NOT_FOUND', `no open channel ${relid}`));
     this.#post({ msgtype: CHANNELMSG_MODIFYCHANNEL, childRelid: relid, targetVp });
     ch.targetVp = targetVp;
@@ -664,7 +664,7 @@ export class VmbusClient {
 
   #openResult(relid: number, openid: number, status: number): void {
     const ch = this.#channels.get(relid);
-    if (!ch || ch.waiting !== 'open-result' || openid !== relid) {
+    if (ch?.waiting !== 'open-result' || openid !== relid) {
       this.#warn(`OPENCHANNEL_RESULT for ${relid} nobody waits for`, relid);
       return;
     }

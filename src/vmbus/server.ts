@@ -78,7 +78,7 @@ import { type Gpadl, GpadlTable, type GpadlProgress } from './gpadl-table.ts';
 import type { HostProfile } from './host-profiles.ts';
 import type { GuestMemory } from './memory.ts';
 import { MessageOutbox } from './message-outbox.ts';
-import { RingChannel } from './ring-channel.ts';
+import { RingChannel, type RingChannelStats } from './ring-channel.ts';
 import type { SynicPort } from './synic.ts';
 
 /** What a VSP offers. */
@@ -121,6 +121,8 @@ export interface OfferHandle {
   /** Current relid, or null while not offered to a connected guest. */
   readonly relid: number | null;
   readonly state: ChannelState;
+  /** Packet and signal counters of the open channel (signals suppressed by the ring rules are not counted), or null. */
+  readonly stats: RingChannelStats | null;
   /** Removes the offer (hot-remove): RESCIND_CHANNELOFFER to the guest, the open device is closed. */
   rescind(): void;
 }
@@ -249,6 +251,9 @@ export class VmbusServer {
         },
         get state() {
           return ch.state;
+        },
+        get stats() {
+          return ch.ring?.stats ?? null;
         },
         rescind: () => this.#rescind(ch),
       },
