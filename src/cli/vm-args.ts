@@ -24,6 +24,18 @@ export function namesOf(v: unknown): string[] {
 }
 
 /**
+ * At least one name (positional or `--name`).
+ * @throws HvError `HV_ERR_INVALID_ARGUMENT` when none is given.
+ */
+export function requireNames(v: unknown, cmd: string, what = 'VM'): string[] {
+  const n = namesOf(v);
+  if (n.length === 0) {
+    throw new HvError('HV_ERR_INVALID_ARGUMENT', `${cmd}: name the ${what} (positionally or with --name)`);
+  }
+  return n;
+}
+
+/**
  * Exactly one VM name, for cmdlets that act on one VM.
  * @throws HvError `HV_ERR_INVALID_ARGUMENT` when none or several are given.
  */

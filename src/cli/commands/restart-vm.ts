@@ -6,7 +6,7 @@ import type { CommandModule } from 'yargs';
 import type { VmView } from '../../host/vm-view.ts';
 import { connectHost, query } from '../client.ts';
 import { printJson } from '../output.ts';
-import { namesOf, requireOnline, withVmNames } from '../vm-args.ts';
+import { requireNames, requireOnline, withVmNames } from '../vm-args.ts';
 import { formatVmTable } from '../vm-output.ts';
 
 export const restartVmCommand: CommandModule<
@@ -18,17 +18,18 @@ export const restartVmCommand: CommandModule<
     passthru?: boolean | undefined;
   }
 > = {
-  command: 'restart-vm <name..>',
+  command: 'restart-vm [name..]',
   describe: 'Restart-VM: shut down through the guest and start again (--force: power off and start)',
   builder: (y) =>
     withVmNames(y)
       .option('force', { type: 'boolean', describe: 'reset: power off without asking the guest, then start' })
       .option('passthru', { type: 'boolean', describe: 'print the restarted VMs' }),
   handler: async (argv) => {
+    const names = requireNames(argv.name, 'restart-vm');
     const c = await connectHost();
     try {
       requireOnline(c);
-      const targets = await c.call<VmView[]>('GET', `/vms${query({ name: namesOf(argv.name) })}`);
+      const targets = await c.call<VmView[]>('GET', `/vms${query({ name: names })}`);
       const out: VmView[] = [];
       for (const vm of targets) {
         out.push(

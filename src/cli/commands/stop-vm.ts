@@ -9,7 +9,7 @@ import { HvError } from '../../protocol/errors.ts';
 import type { VmView } from '../../host/vm-view.ts';
 import { connectHost, query } from '../client.ts';
 import { printJson } from '../output.ts';
-import { namesOf, requireOnline, withVmNames } from '../vm-args.ts';
+import { requireNames, requireOnline, withVmNames } from '../vm-args.ts';
 import { formatVmTable } from '../vm-output.ts';
 
 interface Args {
@@ -22,7 +22,7 @@ interface Args {
 }
 
 export const stopVmCommand: CommandModule<object, Args> = {
-  command: 'stop-vm <name..>',
+  command: 'stop-vm [name..]',
   describe:
     'Stop-VM: shut down (Shutdown IC), --turn-off, or --force (shut down, then power off after a timeout)',
   builder: (y) =>
@@ -52,10 +52,11 @@ export const stopVmCommand: CommandModule<object, Args> = {
         return true;
       }),
   handler: async (argv) => {
+    const names = requireNames(argv.name, 'stop-vm');
     const c = await connectHost();
     try {
       requireOnline(c);
-      const targets = await c.call<VmView[]>('GET', `/vms${query({ name: namesOf(argv.name) })}`);
+      const targets = await c.call<VmView[]>('GET', `/vms${query({ name: names })}`);
       const body = {
         ...(argv.turnOff && { turnOff: true }),
         ...(argv.force && { force: true }),

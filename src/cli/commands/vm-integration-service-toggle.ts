@@ -7,7 +7,7 @@ import type { CommandModule } from 'yargs';
 import type { IntegrationServiceView, VmView } from '../../host/vm-view.ts';
 import { connectHost, query } from '../client.ts';
 import { printJson } from '../output.ts';
-import { namesOf } from '../vm-args.ts';
+import { namesOf, requireNames } from '../vm-args.ts';
 import { formatIcTable } from '../vm-output.ts';
 
 export interface ToggleArgs {
@@ -20,7 +20,7 @@ export interface ToggleArgs {
 export function toggleCommand(action: 'enable' | 'disable'): CommandModule<object, ToggleArgs> {
   const cmdlet = action === 'enable' ? 'Enable-VMIntegrationService' : 'Disable-VMIntegrationService';
   return {
-    command: `${action}-vmintegrationservice <name..>`,
+    command: `${action}-vmintegrationservice [name..]`,
     describe: `${cmdlet}: ${action} integration services of a VM (offered/rescinded live on a running VM)`,
     builder: (y) =>
       y
@@ -37,6 +37,7 @@ export function toggleCommand(action: 'enable' | 'disable'): CommandModule<objec
         })
         .option('passthru', { type: 'boolean', describe: 'print the changed services' }),
     handler: async (argv) => {
+      const services = requireNames(argv.name, `${action}-vmintegrationservice`, 'service');
       const c = await connectHost();
       try {
         const vms = await c.call<VmView[]>('GET', `/vms${query({ name: namesOf(argv.vmName) })}`);
@@ -46,7 +47,7 @@ export function toggleCommand(action: 'enable' | 'disable'): CommandModule<objec
             ...(await c.call<IntegrationServiceView[]>(
               'POST',
               `/vms/${encodeURIComponent(vm.Name)}/integration-services/${action}`,
-              { name: namesOf(argv.name) },
+              { name: services },
             )),
           );
         }
