@@ -16,7 +16,7 @@ const home = () => mkdtemp(join(tmpdir(), 'hvis-up-'));
 const EXPECTED = { Heartbeat: '3.0', Shutdown: '3.2', 'Time Synchronization': '4.0' } as const;
 
 function allOk(v: VmView | undefined): boolean {
-  if (!v || v.State !== 'Running') return false;
+  if (v?.State !== 'Running') return false;
   return Object.entries(EXPECTED).every(([name, ver]) => {
     const s = v.IntegrationServices.find((x) => x.Name === name);
     return s?.PrimaryStatusDescription === 'OK' && s.ProtocolVersion === ver;
