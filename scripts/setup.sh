@@ -10,6 +10,7 @@ PKGS=(
   qemu-utils                    # disk oracle: qemu-img, qemu-io
   libvhdi-utils python3-libvhdi # disk oracle: vhdiinfo, pyvhdi
   e2fsprogs                     # mke2fs -d / e2fsck -fn on converted images
+  hyperv-daemons iproute2       # KVP parity/bench: Debian's real hv_kvp_daemon (+ fcopy, vss); ip for the sandbox
 )
 missing=()
 for p in "${PKGS[@]}"; do
