@@ -15,9 +15,7 @@ import { type ShutdownKind, ShutdownGuest } from '../devices/shutdown/guest.ts';
 import { TimesyncGuest } from '../devices/timesync/guest.ts';
 import { HV_HEART_BEAT_GUID, HV_SHUTDOWN_GUID, HV_TS_GUID } from '../protocol/vmbus/device-guids.ts';
 import type { Clock } from '../vmbus/channel-io.ts';
-import { VmbusClient, type VmbusDriver } from '../vmbus/client.ts';
-import type { GuestMemory } from '../vmbus/memory.ts';
-import type { SynicPort } from '../vmbus/synic.ts';
+import type { VmbusClient, VmbusDriver } from '../vmbus/client.ts';
 
 /** Linux HV_UTIL_RING_SEND_SIZE / HV_UTIL_RING_RECV_SIZE: VMBUS_RING_SIZE(3 * 4096) = 16 KiB. */
 const HV_UTIL_RING_BYTES = 4 * 4096;
@@ -40,8 +38,8 @@ export type KernelReport =
   | { type: 'fatal'; message: string };
 
 export interface GuestKernelOptions {
-  synic: SynicPort;
-  memory: GuestMemory;
+  /** The VMBus client over this VM's SynIC and RAM (vm-link.ts `guestSideOfSharedVm`). */
+  client: VmbusClient;
   report(r: KernelReport): void;
   /** The partition reference counter now, 100-ns ticks since the VM started (shared with the host). */
   referenceTime(): bigint;
@@ -77,7 +75,7 @@ export class GuestKernel {
         return () => clearTimeout(t);
       },
     };
-    this.client = new VmbusClient({ synic: o.synic, memory: o.memory });
+    this.client = o.client;
     const flavor = o.flavor ?? 'linux';
     const util = (attach: VmbusDriver['attach']): VmbusDriver => ({
       name: 'hv_utils',

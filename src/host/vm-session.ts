@@ -21,8 +21,9 @@ import { Guid } from '../protocol/guid.ts';
 import { type Clock, systemClock } from '../vmbus/channel-io.ts';
 import type { HostProfile } from '../vmbus/host-profiles.ts';
 import { GuestMemory } from '../vmbus/memory.ts';
-import { type OfferHandle, VmbusServer } from '../vmbus/server.ts';
-import { createSharedSynicBuffer, SharedSynicPort } from '../vmbus/synic-shared.ts';
+import type { OfferHandle, VmbusServer } from '../vmbus/server.ts';
+import { createSharedSynicBuffer, type SharedSynicPort } from '../vmbus/synic-shared.ts';
+import { hostSideOfSharedVm } from '../vmbus/vm-link.ts';
 import { parseGuestReport } from './guest-reports.ts';
 import { type HostIc, hostIcFactories } from './host-ics.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
@@ -85,17 +86,21 @@ class WorkerVmSession implements VmSession {
     this.#referenceTime = () => (process.hrtime.bigint() - refStartNs) / 100n;
     const sab = createSharedSynicBuffer();
     const doorbell = new MessageChannel();
-    this.#synic = new SharedSynicPort(sab, 'host', doorbell.port1);
-    this.#server = new VmbusServer({
-      synic: this.#synic,
-      memory,
+    const side = hostSideOfSharedVm({
       profile: o.profile,
-      log: (e) =>
-        o.log(
-          cfg.name,
-          `vmbus ${e.level}: ${e.message}${e.relid === undefined ? '' : ` (relid ${e.relid})`}`,
-        ),
+      memory,
+      synicBuffer: sab,
+      doorbell: doorbell.port1,
+      server: {
+        log: (e) =>
+          o.log(
+            cfg.name,
+            `vmbus ${e.level}: ${e.message}${e.relid === undefined ? '' : ` (relid ${e.relid})`}`,
+          ),
+      },
     });
+    this.#synic = side.port;
+    this.#server = side.server;
     for (const [name, on] of Object.entries(cfg.integrationServices) as [IntegrationServiceName, boolean][]) {
       if (on) this.setOffered(name, true);
     }
@@ -103,8 +108,8 @@ class WorkerVmSession implements VmSession {
     this.#worker = new Worker(o.workerUrl ?? new URL('../guest/worker.js', import.meta.url), {
       workerData: {
         vmName: cfg.name,
-        memory: memory.buffers,
-        synic: sab,
+        memoryBuffers: memory.buffers,
+        synicBuffer: sab,
         doorbell: doorbell.port2,
         refStartNs,
       },
