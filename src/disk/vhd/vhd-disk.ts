@@ -8,8 +8,10 @@
  *   damaged but the copy at offset 0 is good, the image opens read-only only (`test-vhd --repair` fixes it).
  * - Dynamic disks: reads ignore the sector bitmap (the spec guarantees unset sectors hold zeros; QEMU reads
  *   the same way); `check` flags bitmaps that contradict non-zero data. Differencing disks honour it.
- * - Block allocation order (crash safety): bitmap + zeroed data + footer in one write at the old footer's
- *   place, fdatasync, then the BAT entry. A crash in between leaks the block but never exposes garbage.
+ * - Block allocation order (crash safety): footer at the new end of file, then bitmap + zeroed data over the
+ *   old footer, fdatasync, then the BAT entry. A crash in between leaks the block but never loses the footer
+ *   or exposes garbage. Writes into allocated dynamic blocks set bitmap bits before the data (differencing:
+ *   after), so a torn write never leaves data under a clear bit (or hides parent data).
  */
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
@@ -454,22 +456,33 @@ export class VhdDisk implements BlockDevice {
       const n = Math.min(buf.length - done, this.#blockSize - inBlock);
       const part = buf.subarray(done, done + n);
       if (bat[blk] === VHD_BAT_UNUSED) await this.#allocate(blk, part, inBlock);
-      else {
+      else if (this.parent) {
+        // Differencing: data before bits, so a torn write still reads the parent where bits are clear.
         await this.#file.writeAt(part, bat[blk]! * SECTOR + this.#bitmapSize + inBlock);
         await this.#setBits(blk, inBlock / SECTOR, n / SECTOR, true);
+      } else {
+        // Dynamic: bits before data, so a torn write never leaves data under a clear bit (a spec violation
+        // libvhdi would read as zeros); a set bit over still-zero sectors is valid.
+        await this.#setBits(blk, inBlock / SECTOR, n / SECTOR, true);
+        await this.#file.writeAt(part, bat[blk]! * SECTOR + this.#bitmapSize + inBlock);
       }
       done += n;
     }
   }
 
-  /** Appends a block holding `part` at `inBlock`: [bitmap | data | footer] in one write, sync, then BAT. */
+  /**
+   * Appends a block holding `part` at `inBlock`, in crash-safe order: the footer at the new end of file first
+   * (one 512-byte write inside one page, so never torn), then [bitmap | data] over the old footer, fdatasync,
+   * then the BAT entry. A kill at any point leaves a valid trailing footer, and at worst a block no BAT entry
+   * points to yet (leaked space).
+   */
   async #allocate(blk: number, part: Uint8Array, inBlock: number): Promise<void> {
     const at = this.#nextFree;
-    const chunk = new Uint8Array(this.#bitmapSize + this.#blockSize + VHD_FOOTER_SIZE);
+    const chunk = new Uint8Array(this.#bitmapSize + this.#blockSize);
     const bm = chunk.subarray(0, this.#bitmapSize);
     setBits(bm, inBlock / SECTOR, part.length / SECTOR, true);
     chunk.set(part, this.#bitmapSize + inBlock);
-    chunk.set(encodeFooter(this.#footer), this.#bitmapSize + this.#blockSize);
+    await this.#file.writeAt(encodeFooter(this.#footer), at + chunk.length);
     await this.#file.writeAt(chunk, at);
     await this.#file.datasync();
     this.#bat![blk] = at / SECTOR;
