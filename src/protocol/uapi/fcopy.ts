@@ -121,4 +121,3 @@ export function decodeFcopyInt(msg: Uint8Array): number {
   }
   return new DataView(msg.buffer, msg.byteOffset, 4).getUint32(0, true);
 }
-

@@ -14,7 +14,10 @@ import { HV_VSS_MSG, VSS_OP_REGISTER1 } from '../ic/vss.ts';
 export const VSS_REGISTER_REPLY_SIZE = 4;
 
 /** Encodes a 12-byte message with `operation` set (requests, registration). */
-export function encodeUapiVssOp(operation: number, buf: Uint8Array = new Uint8Array(HV_VSS_MSG.size)): Uint8Array {
+export function encodeUapiVssOp(
+  operation: number,
+  buf: Uint8Array = new Uint8Array(HV_VSS_MSG.size),
+): Uint8Array {
   buf.fill(0, 0, HV_VSS_MSG.size);
   buf[0] = operation & 0xff;
   return buf.subarray(0, HV_VSS_MSG.size);

@@ -145,14 +145,14 @@ export class FcopyDaemon {
     let fd: number;
     let tmpName: string | null = null;
     try {
-      fd = openSync(dir, O_TMPFILE | constants.O_RDWR | constants.O_CLOEXEC, 0o744);
+      fd = openSync(dir, O_TMPFILE | constants.O_RDWR, 0o744);
     } catch (e) {
       if (errCode(e) !== 'EOPNOTSUPP' && errCode(e) !== 'EISDIR') {
         return this.#refuse(`open in ${dir} failed: ${errCode(e)}`);
       }
       tmpName = join(dir, `.${fileName}.hvis-fcopy-${process.pid}`);
       try {
-        fd = openSync(tmpName, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_CLOEXEC, 0o744);
+        fd = openSync(tmpName, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o744);
       } catch (e2) {
         return this.#refuse(`open ${tmpName} failed: ${errCode(e2)}`);
       }
@@ -166,7 +166,9 @@ export class FcopyDaemon {
     if (!o) return this.#refuse('WRITE_TO_FILE without a file being copied');
     if (offset + data.length > o.size) {
       this.#discard();
-      return this.#refuse(`write of ${data.length} bytes at ${offset} runs past the announced size ${o.size}`);
+      return this.#refuse(
+        `write of ${data.length} bytes at ${offset} runs past the announced size ${o.size}`,
+      );
     }
     try {
       let done = 0;
@@ -188,7 +190,8 @@ export class FcopyDaemon {
     try {
       fsyncSync(o.fd);
       if (o.tmpName) {
-        if (!o.overwrite) linkSync(o.tmpName, o.target); // EEXIST if the target appeared meanwhile
+        if (!o.overwrite)
+          linkSync(o.tmpName, o.target); // EEXIST if the target appeared meanwhile
         else renameSync(o.tmpName, o.target);
         if (!o.overwrite) unlinkSync(o.tmpName);
       } else {
@@ -200,7 +203,8 @@ export class FcopyDaemon {
     } catch (e) {
       this.#open = o;
       this.#discard();
-      const code = e instanceof ErrnoError ? (e.errno === EEXIST ? 'EEXIST' : `errno ${e.errno}`) : errCode(e);
+      const code =
+        e instanceof ErrnoError ? (e.errno === EEXIST ? 'EEXIST' : `errno ${e.errno}`) : errCode(e);
       this.#log(`completing ${o.target} failed: ${code}`);
       if (code === 'EEXIST') return HV_ERROR_ALREADY_EXISTS;
       return code === 'ENOSPC' ? HV_ERROR_DISK_FULL : HV_E_FAIL;

@@ -1,0 +1,270 @@
+/**
+ * File copy IC, guest side: Linux's hv_fcopy driver (drivers/hv/hv_fcopy.c, Linux ≤ 6.9). It negotiates
+ * framework 3.0 / fcopy 1.1, and forwards each host request, one at a time, to the daemon holding the
+ * `/dev/vmbus/hv_fcopy` node in the daemon-facing form (protocol/uapi/fcopy.ts); the daemon's 4-byte status
+ * becomes `icmsg_hdr.status` of the reply, which echoes the request with the same length and trans_id.
+ * Rules kept from Linux: no daemon registered → HV_E_FAIL at once; no answer in 30 s → HV_E_FAIL; the daemon
+ * closing the node while a request waits → HV_E_FAIL. Where we differ on purpose: a host name that does not
+ * fit the 520-byte UTF-8 array is refused (HV_E_FAIL) instead of cut; a WRITE_TO_FILE shorter than
+ * `hv_do_fcopy` or with `size` > 6144 is refused instead of forwarded; a request arriving while one is
+ * pending waits in a short queue (Linux leaves it in the ring).
+ */
+import { HvError } from '../../protocol/errors.ts';
+import {
+  CANCEL_FCOPY,
+  COMPLETE_FCOPY,
+  DATA_FRAGMENT,
+  decodeFcopyOperation,
+  decodeStartFcopy,
+  FCOPY_VERSION_1_1,
+  HV_DO_FCOPY,
+  HV_START_FCOPY,
+  START_FILE_COPY,
+  WRITE_TO_FILE,
+} from '../../protocol/ic/fcopy.ts';
+import {
+  HV_E_FAIL,
+  ICMSG_HDR,
+  ICMSG_HDR_LAYOUT,
+  ICMSGHDRFLAG_RESPONSE,
+  ICMSGHDRFLAG_TRANSACTION,
+  ICMSGTYPE_FCOPY,
+} from '../../protocol/ic/icmsg.ts';
+import {
+  decodeFcopyInt,
+  encodeFcopyInt,
+  encodeUapiStartFcopy,
+  FCOPY_CURRENT_VERSION,
+  FCOPY_VERSION_0,
+} from '../../protocol/uapi/fcopy.ts';
+import { MAX_PIPE_DATA_PAYLOAD, VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
+import { VM_PKT_DATA_INBAND } from '../../protocol/vmbus/packet.ts';
+import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
+import { IcGuest, type IcGuestFlavor, type IcSelection } from '../ic/guest.ts';
+
+/** Linux `HV_UTIL_TIMEOUT`: how long the daemon may take to answer, ms. */
+export const FCOPY_DAEMON_TIMEOUT_MS = 30_000;
+const QUEUE_MAX = 8;
+
+/** An opened device node, as the daemon holds it. */
+export interface UapiFile {
+  /**
+   * One daemon `write()`.
+   * @throws HvError `HV_ERR_INVALID_ARGUMENT` for a message of the wrong length (the kernel's EINVAL),
+   *   `HV_ERR_CHANNEL_CLOSED` after close.
+   */
+  write(msg: Uint8Array): void;
+  /** The daemon's `close()`: a waiting request fails with HV_E_FAIL; a new open may register again. */
+  close(): void;
+}
+
+/** Receives kernel→daemon messages; `msg` is valid only during the call (copy what you keep). */
+export type UapiReader = (msg: Uint8Array) => void;
+
+export interface FcopyGuestOptions {
+  clock: Clock;
+  flavor?: IcGuestFlavor;
+  /** Daemon answer timeout, ms (default 30 000, Linux's). */
+  daemonTimeoutMs?: number;
+}
+
+interface Request {
+  bytes: Uint8Array;
+  len: number;
+  transId: number;
+}
+
+/** The fcopy driver on one guest channel, with its `/dev/vmbus/hv_fcopy` node. */
+export class FcopyGuest implements ChannelHandler {
+  readonly #ch: ChannelIo;
+  readonly #ic: IcGuest;
+  readonly #clock: Clock;
+  readonly #timeoutMs: number;
+  /** The request being served (its bytes are echoed in the reply). */
+  readonly #cur = new Uint8Array(MAX_PIPE_DATA_PAYLOAD + VMBUSPIPE_HDR.size);
+  readonly #curView = new DataView(this.#cur.buffer);
+  #curLen = 0;
+  #curTransId = 0;
+  #pending = false;
+  #cancelTimer: (() => void) | null = null;
+  readonly #queue: Request[] = [];
+  readonly #uapi = new Uint8Array(HV_START_FCOPY.size);
+  readonly #int = new Uint8Array(4);
+  #reader: UapiReader | null = null;
+  #registered = false;
+  #closed = false;
+  /** Set while `onPacket` hands the packet to IcGuest, so the request handler can copy it. */
+  #incoming: IncomingPacket | null = null;
+
+  constructor(ch: ChannelIo, opts: FcopyGuestOptions) {
+    this.#ch = ch;
+    this.#clock = opts.clock;
+    this.#timeoutMs = opts.daemonTimeoutMs ?? FCOPY_DAEMON_TIMEOUT_MS;
+    const fw = { major: 3, minor: 0 };
+    this.#ic = new IcGuest(ch, {
+      flavor: opts.flavor ?? 'linux',
+      icmsgtype: ICMSGTYPE_FCOPY,
+      versions: { framework: [fw], message: [FCOPY_VERSION_1_1] },
+      onRequest: (_msg, reply) => {
+        const pkt = this.#incoming;
+        if (!pkt) return;
+        if (!this.#registered) {
+          reply.setStatus(HV_E_FAIL);
+          return;
+        }
+        reply.drop();
+        if (this.#pending) {
+          if (this.#queue.length >= QUEUE_MAX) {
+            const req = { bytes: pkt.payload.slice(), len: pkt.payload.length, transId: pkt.transId };
+            this.#replyRaw(req.bytes, req.len, req.transId, HV_E_FAIL);
+            return;
+          }
+          this.#queue.push({ bytes: pkt.payload.slice(), len: pkt.payload.length, transId: pkt.transId });
+          return;
+        }
+        this.#cur.set(pkt.payload);
+        this.#curLen = pkt.payload.length;
+        this.#curTransId = pkt.transId;
+        this.#serve();
+      },
+    });
+  }
+
+  get negotiated(): IcSelection | null {
+    return this.#ic.negotiated;
+  }
+
+  /** True while a daemon holds the node and has registered. */
+  get daemonRegistered(): boolean {
+    return this.#registered;
+  }
+
+  /**
+   * Opens `/dev/vmbus/hv_fcopy`. Single opener, as the hvutil transport.
+   * @throws HvError `HV_ERR_INVALID_STATE` when another daemon holds it (EBUSY), `HV_ERR_CHANNEL_CLOSED`
+   *   after the channel closed.
+   */
+  open(reader: UapiReader): UapiFile {
+    if (this.#closed) throw new HvError('HV_ERR_CHANNEL_CLOSED', 'the file copy channel is closed');
+    if (this.#reader) throw new HvError('HV_ERR_INVALID_STATE', '/dev/vmbus/hv_fcopy is busy (already open)');
+    this.#reader = reader;
+    let open = true;
+    return {
+      write: (msg) => {
+        if (!open || this.#reader !== reader)
+          throw new HvError('HV_ERR_CHANNEL_CLOSED', 'device node closed');
+        this.#onDaemonWrite(msg);
+      },
+      close: () => {
+        if (!open) return;
+        open = false;
+        if (this.#reader === reader) this.#onRelease();
+      },
+    };
+  }
+
+  onPacket(pkt: IncomingPacket): void {
+    this.#incoming = pkt;
+    try {
+      this.#ic.onPacket(pkt);
+    } finally {
+      this.#incoming = null;
+    }
+  }
+
+  onClose(reason?: Error): void {
+    this.#closed = true;
+    this.#cancelTimer?.();
+    this.#cancelTimer = null;
+    this.#pending = false;
+    this.#queue.length = 0;
+    this.#ic.onClose(reason);
+  }
+
+  /** Converts the current request to the daemon form and hands it over, or answers it at once. */
+  #serve(): void {
+    const body = this.#cur.subarray(ICMSG_HDR, this.#curLen);
+    let out: Uint8Array | null = null;
+    try {
+      const op = decodeFcopyOperation(body);
+      if (op === START_FILE_COPY) {
+        encodeUapiStartFcopy(decodeStartFcopy(body), this.#uapi);
+        out = this.#uapi;
+      } else if (op === WRITE_TO_FILE) {
+        const size =
+          body.length >= HV_DO_FCOPY.size
+            ? this.#curView.getUint32(ICMSG_HDR + HV_DO_FCOPY.offsets.size, true)
+            : -1;
+        if (size >= 0 && size <= DATA_FRAGMENT) out = body.subarray(0, HV_DO_FCOPY.size);
+      } else if (op === COMPLETE_FCOPY || op === CANCEL_FCOPY) {
+        out = body;
+      } else {
+        // Linux forwards unknown operations too; the daemon answers HV_E_FAIL.
+        out = body;
+      }
+    } catch {
+      out = null;
+    }
+    if (!out || !this.#reader) {
+      this.#respond(HV_E_FAIL);
+      return;
+    }
+    this.#pending = true;
+    this.#cancelTimer = this.#clock.setTimer(this.#timeoutMs, () => {
+      this.#cancelTimer = null;
+      if (this.#pending) this.#respond(HV_E_FAIL);
+    });
+    this.#reader(out);
+  }
+
+  #onDaemonWrite(msg: Uint8Array): void {
+    let value: number;
+    try {
+      value = decodeFcopyInt(msg);
+    } catch (e) {
+      throw new HvError('HV_ERR_INVALID_ARGUMENT', (e as Error).message);
+    }
+    if (!this.#registered) {
+      this.#registered = true;
+      if (value !== FCOPY_VERSION_0) this.#reader?.(encodeFcopyInt(FCOPY_CURRENT_VERSION, this.#int));
+      return;
+    }
+    if (this.#pending) this.#respond(value);
+  }
+
+  #onRelease(): void {
+    this.#reader = null;
+    this.#registered = false;
+    if (this.#pending) this.#respond(HV_E_FAIL);
+    // Requests that queued behind it have no daemon either.
+    for (const q of this.#queue.splice(0)) this.#replyRaw(q.bytes, q.len, q.transId, HV_E_FAIL);
+  }
+
+  #respond(status: number): void {
+    this.#pending = false;
+    this.#cancelTimer?.();
+    this.#cancelTimer = null;
+    if (!this.#closed) this.#replyRaw(this.#cur, this.#curLen, this.#curTransId, status);
+    const next = this.#queue.shift();
+    if (next && !this.#closed) {
+      this.#cur.set(next.bytes.subarray(0, next.len));
+      this.#curLen = next.len;
+      this.#curTransId = next.transId;
+      if (this.#registered) this.#serve();
+      else this.#respond(HV_E_FAIL);
+    }
+  }
+
+  /** Echoes a request with `status` and TRANSACTION|RESPONSE (Linux `fcopy_respond_to_host`). */
+  #replyRaw(bytes: Uint8Array, len: number, transId: number, status: number): void {
+    const at = VMBUSPIPE_HDR.size;
+    new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(
+      at + ICMSG_HDR_LAYOUT.offsets.status,
+      status >>> 0,
+      true,
+    );
+    bytes[at + ICMSG_HDR_LAYOUT.offsets.icflags] = ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_RESPONSE;
+    // A full ring loses the reply, as in Linux; the host times out.
+    if (!this.#closed) this.#ch.send(VM_PKT_DATA_INBAND, 0, transId, bytes.subarray(0, len));
+  }
+}
