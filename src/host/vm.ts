@@ -22,6 +22,7 @@ import {
   type VmState,
   type VmView,
 } from './vm-view.ts';
+import type { CopyVmFileOptions, CopyVmFileRequest } from './copy-vmfile.ts';
 import type { IcStatus, VmSession, VmSessionFactory } from './vm-session-types.ts';
 
 /** How Stop-VM ends the guest. */
@@ -186,15 +187,18 @@ export class Vm {
   }
 
   /**
-   * Restart-VM: a graceful shutdown and a start; with `force`, power off and start (a reset).
-   * @throws as {@link Vm.stop} and {@link Vm.start}.
+   * Restart-VM: a hard restart, "like powering the computer down, then back up again" (the cmdlet's
+   * documentation); the guest is not asked.
+   * @throws HvError `HV_ERR_INVALID_STATE` when the VM is not Running; as {@link Vm.start}.
    */
-  async restart(force: boolean, timeoutMs?: number): Promise<void> {
-    await this.stop(
-      timeoutMs === undefined
-        ? { mode: force ? 'turnOff' : 'shutdown' }
-        : { mode: force ? 'turnOff' : 'shutdown', timeoutMs },
-    );
+  async restart(): Promise<void> {
+    if (this.#state !== 'Running') {
+      throw new HvError(
+        'HV_ERR_INVALID_STATE',
+        `VM '${this.name}' is ${this.#state}: only a running VM can be restarted`,
+      );
+    }
+    await this.stop({ mode: 'turnOff' });
     await this.start();
   }
 
@@ -273,6 +277,32 @@ export class Vm {
     if (this.#state !== 'Running') return null;
     if (!this.#config.integrationServices.Heartbeat) return 'Disabled';
     return this.#session?.heartbeat() ?? 'NoContact';
+  }
+
+  /**
+   * Copy-VMFile: streams a host file into the running guest through the Guest Service Interface.
+   * @throws (rejects) HvError `HV_ERR_INVALID_STATE` when the VM is not running or the service is disabled
+   *   (Hyper-V's default); otherwise as `copyVmFile` (host/copy-vmfile.ts).
+   */
+  copyFile(req: Omit<CopyVmFileRequest, 'vmName'>, opts: CopyVmFileOptions = {}): Promise<number> {
+    const s = this.#session;
+    if (this.#state !== 'Running' || !s?.copyFile) {
+      return Promise.reject(
+        new HvError(
+          'HV_ERR_INVALID_STATE',
+          `VM '${this.name}' is ${this.#state}: start it to copy files into it`,
+        ),
+      );
+    }
+    if (!this.#config.integrationServices['Guest Service Interface']) {
+      return Promise.reject(
+        new HvError(
+          'HV_ERR_INVALID_STATE',
+          `Failed to initiate copying files to the guest: the 'Guest Service Interface' integration service of VM '${this.name}' is disabled; enable it with: hvis enable-vmintegrationservice -VMName ${this.name} -Name 'Guest Service Interface'`,
+        ),
+      );
+    }
+    return s.copyFile({ ...req, vmName: this.name }, opts);
   }
 
   /** The guest's view of its bus (lsvmbus). @throws HvError `HV_ERR_INVALID_STATE` when not running. */

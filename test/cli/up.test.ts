@@ -103,6 +103,17 @@ test('while hvis up runs, a second hvis process manages the VM through the API',
     const start = await hvis(h, ['Start-VM', 'vm1', '-Passthru', '--json']);
     assert.equal(start.code, 0, start.stderr);
     assert.equal((JSON.parse(start.stdout) as VmView[])[0]!.State, 'Running');
+    const restart = await hvis(h, [
+      'restart-vm',
+      'vm1',
+      '--wait',
+      '--for',
+      'Heartbeat',
+      '--passthru',
+      '--json',
+    ]);
+    assert.equal(restart.code, 0, restart.stderr);
+    assert.match((JSON.parse(restart.stdout) as VmView[])[0]!.Heartbeat ?? '', /^Ok/);
     const busy = await hvis(h, ['remove-vm', 'vm1']);
     assert.equal(busy.code, 1);
     assert.match(busy.stderr, /VM 'vm1' is Running: stop it first/);

@@ -151,3 +151,14 @@ test('enable/disable persists the flag and offers/rescinds the channel on a runn
   assert.equal(kvp.PrimaryStatusDescription, 'No Contact');
   assert.match(kvp.SecondaryStatusDescription!, /does not implement Key-Value Pair Exchange/);
 });
+
+test('Restart-VM is a hard restart: the old guest is powered off without being asked, a new one starts', async () => {
+  const { vm, sessions } = setup();
+  await assert.rejects(vm.restart(), /is Off: only a running VM can be restarted/);
+  await vm.start();
+  sessions[0]!.guest = 'refuse'; // would fail a graceful stop; a restart never asks
+  await vm.restart();
+  assert.equal(sessions[0]!.turnedOff, true);
+  assert.equal(sessions.length, 2);
+  assert.equal(vm.state, 'Running');
+});

@@ -10,7 +10,7 @@
  * | DELETE /vms/:name?force=true | Remove-VM |
  * | POST /vms/:name/start | Start-VM |
  * | POST /vms/:name/stop `{turnOff, force, timeoutSeconds}` | Stop-VM |
- * | POST /vms/:name/restart `{force, timeoutSeconds}` | Restart-VM |
+ * | POST /vms/:name/restart | Restart-VM (hard restart) |
  * | GET /vms/:name/integration-services?name=... | Get-VMIntegrationService |
  * | POST /vms/:name/integration-services/(enable or disable) `{name: [...]}` | Enable-/Disable-VMIntegrationService |
  * | GET /vms/:name/lsvmbus | lsvmbus inside the guest |
@@ -158,25 +158,12 @@ export function registerRoutes(app: FastifyInstance, host: Host): void {
     },
   );
 
-  app.post<{ Params: NameParams; Body: { force?: boolean; timeoutSeconds?: number } | undefined }>(
+  app.post<{ Params: NameParams }>(
     `${API_PREFIX}/vms/:name/restart`,
-    {
-      schema: {
-        params: nameParam,
-        body: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { force: { type: 'boolean' }, timeoutSeconds },
-        },
-      },
-    },
+    { schema: { params: nameParam } },
     async (req) => {
       const vm = host.vm(req.params.name);
-      const b = req.body ?? {};
-      await vm.restart(
-        b.force === true,
-        b.timeoutSeconds === undefined ? undefined : b.timeoutSeconds * 1000,
-      );
+      await vm.restart();
       return vm.view();
     },
   );
