@@ -136,8 +136,14 @@ export class Vm {
         this.#status = `Guest stopped unexpectedly: ${exit.reason}`;
         this.#host.log(this.name, this.#status);
       } else if (!this.#stopping) {
-        // The guest powered itself off (it accepted a shutdown, or chose to): a normal Off.
+        // The guest powered itself off (it accepted a shutdown, or chose to): a normal Off. A guest that
+        // rebooted (shutdown IC restart flag) comes back, as a VM does after its OS restarts.
         this.#host.log(this.name, `guest powered off: ${exit.reason}`);
+        if (exit.reason === 'reboot') {
+          this.start().catch((err: unknown) =>
+            this.#host.log(this.name, `restart after reboot failed: ${(err as Error).message}`),
+          );
+        }
       }
     });
   }

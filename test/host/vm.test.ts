@@ -162,3 +162,14 @@ test('Restart-VM is a hard restart: the old guest is powered off without being a
   assert.equal(sessions.length, 2);
   assert.equal(vm.state, 'Running');
 });
+
+test('a guest that reboots itself (shutdown IC restart) comes back Running in a new session', async () => {
+  const { vm, sessions } = setup();
+  await vm.start();
+  sessions[0]!.exit({ clean: true, reason: 'reboot' });
+  for (let i = 0; i < 20 && sessions.length < 2; i++) await new Promise((r) => setImmediate(r));
+  await sessions[1]!.ready;
+  for (let i = 0; i < 20 && vm.state !== 'Running'; i++) await new Promise((r) => setImmediate(r));
+  assert.equal(vm.state, 'Running');
+  assert.equal(vm.status, NORMAL_STATUS);
+});
