@@ -28,11 +28,16 @@ export function nativeTool(tool: NativeTool): string {
   mkdirSync(outDir, { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
   const args =
-    tool === 'hvshim' ? ['-O2', '-Wall', '-fPIC', '-shared', '-o', tmp, src, '-ldl'] : ['-O2', '-Wall', '-o', tmp, src];
+    tool === 'hvshim'
+      ? ['-O2', '-Wall', '-fPIC', '-shared', '-o', tmp, src, '-ldl']
+      : ['-O2', '-Wall', '-o', tmp, src];
   try {
     execFileSync('gcc', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
-    throw new HvError('HV_ERR_UNSUPPORTED', `cannot build ${tool} with gcc (install the Debian package 'gcc'): ${(e as Error).message}`);
+    throw new HvError(
+      'HV_ERR_UNSUPPORTED',
+      `cannot build ${tool} with gcc (install the Debian package 'gcc'): ${(e as Error).message}`,
+    );
   }
   renameSync(tmp, out);
   return out;

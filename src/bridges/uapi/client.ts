@@ -15,7 +15,9 @@ export async function connectUapi(socketPath: string, devicePath: string): Promi
   const sock = connect(socketPath);
   await new Promise<void>((res, rej) => {
     sock.once('connect', () => res());
-    sock.once('error', (e) => rej(new HvError('HV_ERR_IO', `cannot open ${devicePath} via ${socketPath}: ${e.message}`)));
+    sock.once('error', (e) =>
+      rej(new HvError('HV_ERR_IO', `cannot open ${devicePath} via ${socketPath}: ${e.message}`)),
+    );
   });
   sock.setNoDelay?.(true);
   const reader = new FrameReader();

@@ -27,7 +27,10 @@ export class FrameReader {
     while (this.#buf.length >= 4) {
       const len = this.#buf.readUInt32LE(0);
       if (len > MAX_UAPI_FRAME) {
-        throw new ProtocolError(`uapi frame of ${len} bytes exceeds ${MAX_UAPI_FRAME}`, { offset: 0, structure: 'uapi frame' });
+        throw new ProtocolError(`uapi frame of ${len} bytes exceeds ${MAX_UAPI_FRAME}`, {
+          offset: 0,
+          structure: 'uapi frame',
+        });
       }
       if (this.#buf.length < 4 + len) break;
       out.push(Buffer.from(this.#buf.subarray(4, 4 + len)));
@@ -43,7 +46,10 @@ export function parseHello(frame: Uint8Array): { device: string; pid: number } {
   const nul = s.indexOf('\0');
   const pid = Number(s.slice(nul + 1));
   if (nul <= 0 || !Number.isInteger(pid) || pid < 0 || !s.startsWith('/')) {
-    throw new ProtocolError('uapi HELLO is not "<device path>\\0<pid>"', { offset: 0, structure: 'uapi HELLO' });
+    throw new ProtocolError('uapi HELLO is not "<device path>\\0<pid>"', {
+      offset: 0,
+      structure: 'uapi HELLO',
+    });
   }
   return { device: s.slice(0, nul), pid };
 }

@@ -58,7 +58,10 @@ import { IcGuest, type IcGuestFlavor, type IcGuestVersions, type IcSelection } f
 const v = (major: number, minor: number): IcVersion => ({ major, minor });
 
 /** Linux hv_kvp.c `fw_versions` / `kvp_versions` (WIN8_SRV_VERSION 4.0, WIN7 3.0, WS2008 1.0). */
-export const LINUX_KVP_VERSIONS: IcGuestVersions = { framework: [v(3, 0), v(1, 0)], message: [v(4, 0), v(3, 0), v(1, 0)] };
+export const LINUX_KVP_VERSIONS: IcGuestVersions = {
+  framework: [v(3, 0), v(1, 0)],
+  message: [v(4, 0), v(3, 0), v(1, 0)],
+};
 
 /** `HV_UTIL_TIMEOUT`: seconds the driver waits for the daemon. */
 export const HV_UTIL_TIMEOUT_MS = 30_000;
@@ -123,7 +126,8 @@ export class KvpGuest implements ChannelHandler {
     // Keep our own copy: the answer may come long after IcGuest's buffer was reused.
     if (this.#active && pkt.payload.length <= this.#pkt.length) {
       // Linux leaves the packet in the ring until the transaction ends; we hold at most a few.
-      if (this.#backlog.length >= 8) throw new HvError('HV_ERR_PROTOCOL', 'host sent KVP requests without waiting for answers');
+      if (this.#backlog.length >= 8)
+        throw new HvError('HV_ERR_PROTOCOL', 'host sent KVP requests without waiting for answers');
       this.#backlog.push({ transId: pkt.transId, bytes: pkt.payload.slice() });
       return;
     }
@@ -236,7 +240,13 @@ export class KvpGuest implements ChannelHandler {
     const next = this.#backlog.shift();
     if (next) {
       this.#lastTransId = next.transId;
-      this.#ic.onPacket({ type: VM_PKT_DATA_INBAND, flags: 0, transId: next.transId, payload: next.bytes, extHeader: new Uint8Array(0) });
+      this.#ic.onPacket({
+        type: VM_PKT_DATA_INBAND,
+        flags: 0,
+        transId: next.transId,
+        payload: next.bytes,
+        extHeader: new Uint8Array(0),
+      });
     }
   }
 }

@@ -108,7 +108,12 @@ export class KvpHost implements ChannelHandler {
       return Promise.reject(e);
     }
     if (this.#closed || this.#ic.state !== 'ready') {
-      return Promise.reject(new HvError('HV_ERR_INVALID_STATE', `the guest's KVP service is not available (${this.#ic.status.PrimaryStatusDescription})`));
+      return Promise.reject(
+        new HvError(
+          'HV_ERR_INVALID_STATE',
+          `the guest's KVP service is not available (${this.#ic.status.PrimaryStatusDescription})`,
+        ),
+      );
     }
     return new Promise((resolve, reject) => {
       this.#queue.push({ req, resolve, reject });

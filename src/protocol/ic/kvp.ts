@@ -57,7 +57,15 @@ export const HV_KVP_EXCHG_MSG_VALUE = {
 /** `struct hv_kvp_ipaddr_value` (7426 bytes, packed, u16 strings). */
 export const HV_KVP_IPADDR_VALUE = {
   size: 7426,
-  offsets: { adapter_id: 0, addr_family: 256, dhcp_enabled: 257, ip_addr: 258, sub_net: 2306, gate_way: 4354, dns_addr: 5378 },
+  offsets: {
+    adapter_id: 0,
+    addr_family: 256,
+    dhcp_enabled: 257,
+    ip_addr: 258,
+    sub_net: 2306,
+    gate_way: 4354,
+    dns_addr: 5378,
+  },
 } as const;
 
 /** Where each operation's data starts in the IC body, and the body size each needs. */
@@ -79,7 +87,10 @@ export const KVP_IC_BODY = {
 } as const;
 
 /** A value as carried by SET: a string, or a number for REG_U32 / REG_U64 / REG_QWORD. */
-export type KvpValue = { type: 'string'; value: string } | { type: 'u32'; value: number } | { type: 'u64'; value: bigint };
+export type KvpValue =
+  | { type: 'string'; value: string }
+  | { type: 'u32'; value: number }
+  | { type: 'u64'; value: bigint };
 
 /** `hv_kvp_ipaddr_value` decoded; string lists stay `;`-separated as on the wire. */
 export interface KvpIpInfo {
@@ -105,7 +116,10 @@ const dv = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength)
 
 function need(body: Uint8Array, n: number, structure: string): void {
   if (body.length < n) {
-    throw new ProtocolError(`${structure} needs ${n} body bytes, got ${body.length}`, { offset: 28 + body.length, structure });
+    throw new ProtocolError(`${structure} needs ${n} body bytes, got ${body.length}`, {
+      offset: 28 + body.length,
+      structure,
+    });
   }
 }
 
@@ -157,13 +171,22 @@ export function decodeKvpRequest(body: Uint8Array): KvpRequest {
       const type = v.getUint32(at + x.value_type, true);
       let value: KvpValue;
       if (type === REG_U32) value = { type: 'u32', value: v.getUint32(at + x.value, true) };
-      else if (type === REG_U64 || type === REG_QWORD) value = { type: 'u64', value: v.getBigUint64(at + x.value, true) };
-      else value = { type: 'string', value: readUtf16Z(body, at + x.value, Math.min(valueSize, HV_KVP_EXCHANGE_MAX_VALUE_SIZE)) };
+      else if (type === REG_U64 || type === REG_QWORD)
+        value = { type: 'u64', value: v.getBigUint64(at + x.value, true) };
+      else
+        value = {
+          type: 'string',
+          value: readUtf16Z(body, at + x.value, Math.min(valueSize, HV_KVP_EXCHANGE_MAX_VALUE_SIZE)),
+        };
       return { operation, pool, key: k, value };
     }
     case KVP_OP_DELETE:
       need(body, KVP_IC_BODY.sizes.delete, 'hv_kvp_msg_delete');
-      return { operation, pool, key: key(KVP_IC_BODY.deleteKey, v.getUint32(KVP_IC_BODY.deleteKeySize, true)) };
+      return {
+        operation,
+        pool,
+        key: key(KVP_IC_BODY.deleteKey, v.getUint32(KVP_IC_BODY.deleteKeySize, true)),
+      };
     case KVP_OP_ENUMERATE:
       need(body, KVP_IC_BODY.sizes.enumerate, 'hv_kvp_msg_enumerate');
       return { operation, pool, index: v.getUint32(KVP_IC_BODY.enumIndex, true) };
@@ -194,7 +217,13 @@ function writeIp(ip: KvpIpInfo, body: Uint8Array): void {
 export function encodeKvpRequest(req: KvpRequest, buf: Uint8Array, off = 0): number {
   const s = KVP_IC_BODY.sizes;
   const len =
-    req.operation <= KVP_OP_SET ? s.value : req.operation === KVP_OP_DELETE ? s.delete : req.operation === KVP_OP_ENUMERATE ? s.enumerate : s.ip;
+    req.operation <= KVP_OP_SET
+      ? s.value
+      : req.operation === KVP_OP_DELETE
+        ? s.delete
+        : req.operation === KVP_OP_ENUMERATE
+          ? s.enumerate
+          : s.ip;
   const body = buf.subarray(off, off + len);
   body.fill(0);
   body[0] = req.operation;
@@ -204,15 +233,27 @@ export function encodeKvpRequest(req: KvpRequest, buf: Uint8Array, off = 0): num
   const at = KVP_IC_BODY.value;
   switch (req.operation) {
     case KVP_OP_GET:
-      v.setUint32(at + x.key_size, writeUtf16Z(req.key, body, at + x.key, HV_KVP_EXCHANGE_MAX_KEY_SIZE, 'key'), true);
+      v.setUint32(
+        at + x.key_size,
+        writeUtf16Z(req.key, body, at + x.key, HV_KVP_EXCHANGE_MAX_KEY_SIZE, 'key'),
+        true,
+      );
       v.setUint32(at + x.value_size, req.valueSize, true);
       break;
     case KVP_OP_SET: {
-      v.setUint32(at + x.key_size, writeUtf16Z(req.key, body, at + x.key, HV_KVP_EXCHANGE_MAX_KEY_SIZE, 'key'), true);
+      v.setUint32(
+        at + x.key_size,
+        writeUtf16Z(req.key, body, at + x.key, HV_KVP_EXCHANGE_MAX_KEY_SIZE, 'key'),
+        true,
+      );
       const val = req.value;
       if (val.type === 'string') {
         v.setUint32(at + x.value_type, REG_SZ, true);
-        v.setUint32(at + x.value_size, writeUtf16Z(val.value, body, at + x.value, HV_KVP_EXCHANGE_MAX_VALUE_SIZE, 'value'), true);
+        v.setUint32(
+          at + x.value_size,
+          writeUtf16Z(val.value, body, at + x.value, HV_KVP_EXCHANGE_MAX_VALUE_SIZE, 'value'),
+          true,
+        );
       } else if (val.type === 'u32') {
         v.setUint32(at + x.value_type, REG_U32, true);
         v.setUint32(at + x.value_size, 4, true);
@@ -256,8 +297,16 @@ export function decodeKvpReply(operation: 0 | 3, body: Uint8Array): KvpReply {
   const v = dv(body);
   const x = HV_KVP_EXCHG_MSG_VALUE.offsets;
   return {
-    key: readUtf16Z(body, at + x.key, Math.min(v.getUint32(at + x.key_size, true), HV_KVP_EXCHANGE_MAX_KEY_SIZE)),
-    value: readUtf16Z(body, at + x.value, Math.min(v.getUint32(at + x.value_size, true), HV_KVP_EXCHANGE_MAX_VALUE_SIZE)),
+    key: readUtf16Z(
+      body,
+      at + x.key,
+      Math.min(v.getUint32(at + x.key_size, true), HV_KVP_EXCHANGE_MAX_KEY_SIZE),
+    ),
+    value: readUtf16Z(
+      body,
+      at + x.value,
+      Math.min(v.getUint32(at + x.value_size, true), HV_KVP_EXCHANGE_MAX_VALUE_SIZE),
+    ),
   };
 }
 
@@ -276,9 +325,17 @@ export function writeKvpReply(operation: 0 | 3, body: Uint8Array, key: string, v
   const v = dv(body);
   const x = HV_KVP_EXCHG_MSG_VALUE.offsets;
   if (operation === KVP_OP_ENUMERATE) {
-    v.setUint32(at + x.key_size, writeUtf16ZTruncated(key, body, at + x.key, HV_KVP_EXCHANGE_MAX_KEY_SIZE / 2 - 2), true);
+    v.setUint32(
+      at + x.key_size,
+      writeUtf16ZTruncated(key, body, at + x.key, HV_KVP_EXCHANGE_MAX_KEY_SIZE / 2 - 2),
+      true,
+    );
   }
-  v.setUint32(at + x.value_size, writeUtf16ZTruncated(value, body, at + x.value, HV_KVP_EXCHANGE_MAX_VALUE_SIZE / 2 - 2), true);
+  v.setUint32(
+    at + x.value_size,
+    writeUtf16ZTruncated(value, body, at + x.value, HV_KVP_EXCHANGE_MAX_VALUE_SIZE / 2 - 2),
+    true,
+  );
   v.setUint32(at + x.value_type, REG_SZ, true);
 }
 

@@ -68,7 +68,10 @@ const dv = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength)
 /** Checks a message read from or written to the device is a whole `hv_kvp_msg`. @throws ProtocolError. */
 export function checkKvpMsg(msg: Uint8Array, structure = 'hv_kvp_msg'): void {
   if (msg.length < HV_KVP_MSG_SIZE) {
-    throw new ProtocolError(`${structure} needs ${HV_KVP_MSG_SIZE} bytes, got ${msg.length}`, { offset: msg.length, structure });
+    throw new ProtocolError(`${structure} needs ${HV_KVP_MSG_SIZE} bytes, got ${msg.length}`, {
+      offset: msg.length,
+      structure,
+    });
   }
 }
 
@@ -93,12 +96,23 @@ export function setKvpMsgError(msg: Uint8Array, status: number): void {
 export function putKvpValue(msg: Uint8Array, key: string, value?: string, valueSize?: number): void {
   const v = dv(msg);
   v.setUint32(O.key_size, writeCString(key, msg, O.key, HV_KVP_EXCHANGE_MAX_KEY_SIZE, 'key'), true);
-  if (value !== undefined) v.setUint32(O.value_size, writeCString(value, msg, O.value, HV_KVP_EXCHANGE_MAX_VALUE_SIZE, 'value'), true);
+  if (value !== undefined)
+    v.setUint32(
+      O.value_size,
+      writeCString(value, msg, O.value, HV_KVP_EXCHANGE_MAX_VALUE_SIZE, 'value'),
+      true,
+    );
   else if (valueSize !== undefined) v.setUint32(O.value_size, valueSize, true);
 }
 
 /** Reads the kvp_get/kvp_set record as C strings (bounded by the arrays, never by the peer's sizes). */
-export function getKvpValue(msg: Uint8Array): { valueType: number; keySize: number; valueSize: number; key: string; value: string } {
+export function getKvpValue(msg: Uint8Array): {
+  valueType: number;
+  keySize: number;
+  valueSize: number;
+  key: string;
+  value: string;
+} {
   const v = dv(msg);
   return {
     valueType: v.getUint32(O.value_type, true),
@@ -130,7 +144,11 @@ export function setKvpEnumIndex(msg: Uint8Array, index: number): void {
 
 /** kvp_delete: key_size and key. */
 export function putKvpDeleteKey(msg: Uint8Array, key: string): void {
-  dv(msg).setUint32(O.delete_key_size, writeCString(key, msg, O.delete_key, HV_KVP_EXCHANGE_MAX_KEY_SIZE, 'key'), true);
+  dv(msg).setUint32(
+    O.delete_key_size,
+    writeCString(key, msg, O.delete_key, HV_KVP_EXCHANGE_MAX_KEY_SIZE, 'key'),
+    true,
+  );
 }
 export function getKvpDeleteKey(msg: Uint8Array): string {
   return readCString(msg, O.delete_key, HV_KVP_EXCHANGE_MAX_KEY_SIZE);
@@ -167,4 +185,3 @@ export function putKvpRegisterVersion(msg: Uint8Array, version: string): void {
 export function getKvpRegisterVersion(msg: Uint8Array): string {
   return readCString(msg, O.version, HV_KVP_EXCHANGE_MAX_KEY_SIZE);
 }
-

@@ -61,7 +61,13 @@ function decodeUtf8(b: Uint8Array): string {
       if ((d & 0xc0) !== 0x80) ok = false;
       cp = (cp << 6) | (d & 63);
     }
-    if (!ok || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (n === 3 && cp < 0x800) || (n === 4 && cp < 0x10000)) {
+    if (
+      !ok ||
+      cp > 0x10ffff ||
+      (cp >= 0xd800 && cp <= 0xdfff) ||
+      (n === 3 && cp < 0x800) ||
+      (n === 4 && cp < 0x10000)
+    ) {
       s += '\ufffd';
       i++;
       continue;
@@ -106,7 +112,13 @@ export function hasLoneSurrogate(s: string): boolean {
  * @returns bytes written including the NUL (2 × (units + 1)).
  * @throws HvError `HV_ERR_INVALID_ARGUMENT` when that exceeds `maxBytes` or `s` has an unpaired surrogate.
  */
-export function writeUtf16Z(s: string, buf: Uint8Array, off: number, maxBytes: number, what = 'string'): number {
+export function writeUtf16Z(
+  s: string,
+  buf: Uint8Array,
+  off: number,
+  maxBytes: number,
+  what = 'string',
+): number {
   const bytes = 2 * (s.length + 1);
   if (bytes > maxBytes) {
     throw new HvError(
@@ -114,7 +126,8 @@ export function writeUtf16Z(s: string, buf: Uint8Array, off: number, maxBytes: n
       `${what} is ${bytes} bytes as UTF-16 with its NUL; at most ${maxBytes} bytes (${maxBytes / 2 - 1} characters) fit`,
     );
   }
-  if (hasLoneSurrogate(s)) throw new HvError('HV_ERR_INVALID_ARGUMENT', `${what} holds an unpaired UTF-16 surrogate`);
+  if (hasLoneSurrogate(s))
+    throw new HvError('HV_ERR_INVALID_ARGUMENT', `${what} holds an unpaired UTF-16 surrogate`);
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     buf[off + 2 * i] = c & 0xff;

@@ -64,10 +64,17 @@ export class KvpDaemon {
   #stopped = false;
 
   constructor(o: KvpDaemonOptions = {}) {
-    this.#paths = { root: o.root ?? '/var/lib/hyperv', scripts: o.scripts ?? '/usr/libexec/hypervkvpd', sysNet: o.sysNet ?? '/sys/class/net' };
+    this.#paths = {
+      root: o.root ?? '/var/lib/hyperv',
+      scripts: o.scripts ?? '/usr/libexec/hypervkvpd',
+      sysNet: o.sysNet ?? '/sys/class/net',
+    };
     this.#log = o.log ?? (() => {});
     mkdirSync(this.#paths.root, { recursive: true, mode: 0o755 });
-    this.#pools = Array.from({ length: KVP_POOL_COUNT }, (_, i) => new KvpPoolFile(`${this.#paths.root}/.kvp_pool_${i}`, this.#lock));
+    this.#pools = Array.from(
+      { length: KVP_POOL_COUNT },
+      (_, i) => new KvpPoolFile(`${this.#paths.root}/.kvp_pool_${i}`, this.#lock),
+    );
   }
 
   /** The version string the kernel answered REGISTER1 with (IntegrationServicesVersion). */
@@ -133,14 +140,21 @@ export class KvpDaemon {
     }
     if (op === KVP_OP_SET_IP_INFO) {
       const r = await setIpInfo(this.#paths, getKvpIp(msg));
-      return r === 'ok' ? HV_S_OK : r === 'invalid' ? HV_INVALIDARG : r === 'not-found' ? HV_GUID_NOTFOUND : HV_E_FAIL;
+      return r === 'ok'
+        ? HV_S_OK
+        : r === 'invalid'
+          ? HV_INVALIDARG
+          : r === 'not-found'
+            ? HV_GUID_NOTFOUND
+            : HV_E_FAIL;
     }
     const pool = this.#pools[poolNo];
     if (!pool) return HV_E_FAIL;
     switch (op) {
       case KVP_OP_SET: {
         const v = getKvpValue(msg);
-        if (v.keySize > HV_KVP_EXCHANGE_MAX_KEY_SIZE || v.valueSize > HV_KVP_EXCHANGE_MAX_VALUE_SIZE) return HV_S_CONT;
+        if (v.keySize > HV_KVP_EXCHANGE_MAX_KEY_SIZE || v.valueSize > HV_KVP_EXCHANGE_MAX_VALUE_SIZE)
+          return HV_S_CONT;
         await pool.set(v.key, v.value);
         return HV_S_OK;
       }

@@ -22,7 +22,9 @@ export interface IpConfigPaths {
 
 function run(file: string, args: string[]): Promise<{ ok: boolean; out: string }> {
   return new Promise((res) => {
-    execFile(file, args, { timeout: 10_000, maxBuffer: 64 * 1024 }, (err, stdout) => res({ ok: !err, out: String(stdout) }));
+    execFile(file, args, { timeout: 10_000, maxBuffer: 64 * 1024 }, (err, stdout) =>
+      res({ ok: !err, out: String(stdout) }),
+    );
   });
 }
 
@@ -133,7 +135,11 @@ export function expandIpv6(a: string): string {
 /** Why SET_IP_INFO was refused. */
 export type SetIpOutcome = 'ok' | 'invalid' | 'not-found' | 'failed';
 
-const list = (s: string) => s.split(';').map((x) => x.trim()).filter((x) => x !== '');
+const list = (s: string) =>
+  s
+    .split(';')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
 
 /**
  * Builds the ifcfg text (HWADDR, DEVICE, BOOTPROTO, IPADDRn/IPV6ADDR..., NETMASKn/IPV6NETMASK...,
@@ -152,7 +158,8 @@ export function ifcfgText(ifname: string, mac: string, ip: KvpIpInfo): string | 
   v6 = 0;
   for (const m of list(ip.subNet)) {
     if (isIPv4(m)) lines.push(`NETMASK${v4++}=${m}`);
-    else if (/^\/?(\d{1,3})$/.test(m) && Number(m.replace('/', '')) <= 128) lines.push(`IPV6NETMASK${v6++ ? `_${v6 - 1}` : ''}=${m.replace('/', '')}`);
+    else if (/^\/?(\d{1,3})$/.test(m) && Number(m.replace('/', '')) <= 128)
+      lines.push(`IPV6NETMASK${v6++ ? `_${v6 - 1}` : ''}=${m.replace('/', '')}`);
     else return null;
   }
   v4 = 0;

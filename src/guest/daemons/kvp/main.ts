@@ -19,7 +19,9 @@ const { values } = parseArgs({
   },
 });
 if (!values.socket) {
-  process.stderr.write('usage: main.js --socket <bridge socket> [--root dir] [--scripts dir] [--sys-net dir]\n');
+  process.stderr.write(
+    'usage: main.js --socket <bridge socket> [--root dir] [--scripts dir] [--sys-net dir]\n',
+  );
   process.exit(2);
 }
 const log = (m: string) => process.stderr.write(`<6>KVP[${process.pid}]: ${m}\n`);

@@ -54,7 +54,9 @@ export class KvpPoolFile {
     await fh.close();
   }
 
-  async #locked<T>(fn: (fh: Awaited<ReturnType<typeof open>>, recs: KvpRecord[], size: number) => Promise<T>): Promise<T> {
+  async #locked<T>(
+    fn: (fh: Awaited<ReturnType<typeof open>>, recs: KvpRecord[], size: number) => Promise<T>,
+  ): Promise<T> {
     return this.#lock.with(this.path, async () => {
       const fh = await open(this.path, 'r+');
       try {
@@ -93,7 +95,7 @@ export class KvpPoolFile {
       if (i < 0) return false;
       const rest = recs.slice(i + 1);
       const buf = new Uint8Array(rest.length * KVP_RECORD_SIZE);
-      rest.forEach((r, k) => buf.set(record(r.key, r.value), k * KVP_RECORD_SIZE));
+      for (const [k, r] of rest.entries()) buf.set(record(r.key, r.value), k * KVP_RECORD_SIZE);
       if (buf.length) await fh.write(buf, 0, buf.length, i * KVP_RECORD_SIZE);
       await fh.truncate((recs.length - 1) * KVP_RECORD_SIZE);
       return true;
