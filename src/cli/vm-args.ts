@@ -27,10 +27,10 @@ export function namesOf(v: unknown): string[] {
  * At least one name (positional or `--name`).
  * @throws HvError `HV_ERR_INVALID_ARGUMENT` when none is given.
  */
-export function requireNames(v: unknown, cmd: string, what = 'VM'): string[] {
+export function requireNames(v: unknown, cmd: string, what = 'VM', flag = '--name'): string[] {
   const n = namesOf(v);
   if (n.length === 0) {
-    throw new HvError('HV_ERR_INVALID_ARGUMENT', `${cmd}: name the ${what} (positionally or with --name)`);
+    throw new HvError('HV_ERR_INVALID_ARGUMENT', `${cmd}: name the ${what} (positionally or with ${flag})`);
   }
   return n;
 }

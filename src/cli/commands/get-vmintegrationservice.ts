@@ -7,7 +7,7 @@ import type { CommandModule } from 'yargs';
 import type { IntegrationServiceView, VmView } from '../../host/vm-view.ts';
 import { connectHost, query } from '../client.ts';
 import { printJson } from '../output.ts';
-import { namesOf } from '../vm-args.ts';
+import { namesOf, requireNames } from '../vm-args.ts';
 import { formatIcTable } from '../vm-output.ts';
 
 interface Args {
@@ -17,7 +17,7 @@ interface Args {
 }
 
 export const getVmIntegrationServiceCommand: CommandModule<object, Args> = {
-  command: 'get-vmintegrationservice <vm-name> [name..]',
+  command: 'get-vmintegrationservice [vm-name] [name..]',
   describe: 'Get-VMIntegrationService: integration services of VMs with their status and negotiated version',
   builder: (y) =>
     y
@@ -28,9 +28,10 @@ export const getVmIntegrationServiceCommand: CommandModule<object, Args> = {
         describe: "service name(s), e.g. 'Heartbeat' 'Time Synchronization'",
       }),
   handler: async (argv) => {
+    const vmNames = requireNames(argv.vmName, 'get-vmintegrationservice', 'VM', '--vm-name');
     const c = await connectHost();
     try {
-      const vms = await c.call<VmView[]>('GET', `/vms${query({ name: namesOf(argv.vmName) })}`);
+      const vms = await c.call<VmView[]>('GET', `/vms${query({ name: vmNames })}`);
       const out: IntegrationServiceView[] = [];
       for (const vm of vms) {
         out.push(

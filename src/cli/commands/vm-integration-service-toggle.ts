@@ -7,7 +7,7 @@ import type { CommandModule } from 'yargs';
 import type { IntegrationServiceView, VmView } from '../../host/vm-view.ts';
 import { connectHost, query } from '../client.ts';
 import { printJson } from '../output.ts';
-import { namesOf, requireNames } from '../vm-args.ts';
+import { requireNames } from '../vm-args.ts';
 import { formatIcTable } from '../vm-output.ts';
 
 export interface ToggleArgs {
@@ -40,7 +40,10 @@ export function toggleCommand(action: 'enable' | 'disable'): CommandModule<objec
       const services = requireNames(argv.name, `${action}-vmintegrationservice`, 'service');
       const c = await connectHost();
       try {
-        const vms = await c.call<VmView[]>('GET', `/vms${query({ name: namesOf(argv.vmName) })}`);
+        const vms = await c.call<VmView[]>(
+          'GET',
+          `/vms${query({ name: requireNames(argv.vmName, `${action}-vmintegrationservice`, 'VM', '--vm-name') })}`,
+        );
         const out: IntegrationServiceView[] = [];
         for (const vm of vms) {
           out.push(
