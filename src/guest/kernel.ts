@@ -9,13 +9,20 @@
  * The kernel reports to its host over a callback (the worker's port): `connected`, the `devices` list
  * (lsvmbus) after each change, `clock` offsets, and `poweroff` before it stops.
  */
+import { FcopyGuest } from '../devices/fcopy/guest.ts';
 import { HeartbeatGuest } from '../devices/heartbeat/guest.ts';
 import type { IcGuestFlavor } from '../devices/ic/guest.ts';
 import { type ShutdownKind, ShutdownGuest } from '../devices/shutdown/guest.ts';
 import { TimesyncGuest } from '../devices/timesync/guest.ts';
-import { HV_HEART_BEAT_GUID, HV_SHUTDOWN_GUID, HV_TS_GUID } from '../protocol/vmbus/device-guids.ts';
+import {
+  HV_FCOPY_GUID,
+  HV_HEART_BEAT_GUID,
+  HV_SHUTDOWN_GUID,
+  HV_TS_GUID,
+} from '../protocol/vmbus/device-guids.ts';
 import type { Clock } from '../vmbus/channel-io.ts';
 import type { VmbusClient, VmbusDriver } from '../vmbus/client.ts';
+import { runFcopyDaemonInProcess } from './daemons/fcopy/in-process.ts';
 
 /** Linux HV_UTIL_RING_SEND_SIZE / HV_UTIL_RING_RECV_SIZE: VMBUS_RING_SIZE(3 * 4096) = 16 KiB. */
 const HV_UTIL_RING_BYTES = 4 * 4096;
@@ -49,6 +56,8 @@ export interface GuestKernelOptions {
   flavor?: IcGuestFlavor;
   /** The host clock the guest clock is an offset of (default Date.now, unref'd timers). */
   hostClock?: Clock;
+  /** Run our hv_fcopy_daemon in-process on the fcopy node (default true; false leaves the node free). */
+  fcopyDaemon?: boolean;
 }
 
 /** How long UNLOAD may take at power-off before the kernel leaves anyway, ms. */
@@ -95,6 +104,15 @@ export class GuestKernel {
     this.client.registerDriver(
       HV_SHUTDOWN_GUID,
       util((_, ch) => new ShutdownGuest(ch, { flavor, onShutdown: (kind) => this.#onShutdown(kind) })),
+    );
+    this.client.registerDriver(
+      HV_FCOPY_GUID,
+      util((_, ch) => {
+        const dev = new FcopyGuest(ch, { clock: this.clock, flavor });
+        // Like systemd starting hv-fcopy-daemon when /dev/vmbus/hv_fcopy appears.
+        if (o.fcopyDaemon !== false) runFcopyDaemonInProcess(dev);
+        return dev;
+      }),
     );
     this.client.registerDriver(
       HV_TS_GUID,

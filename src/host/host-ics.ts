@@ -5,6 +5,7 @@
  */
 import type { ChannelHandler, ChannelIo, Clock } from '../vmbus/channel-io.ts';
 import type { HostProfileName } from '../vmbus/host-profiles.ts';
+import { FcopyHost, hostFcopyOffer } from '../devices/fcopy/host.ts';
 import { HeartbeatHost } from '../devices/heartbeat/host.ts';
 import { type IcStatus as DeviceIcStatus, hostIcOffer } from '../devices/ic/host.ts';
 import { ShutdownHost } from '../devices/shutdown/host.ts';
@@ -26,6 +27,8 @@ export interface HostIc {
   requestShutdown?(): Promise<void>;
   /** Records the guest clock offset the guest reported (time sync). */
   noteGuestOffset?(ms: number): void;
+  /** The file copy device (Guest Service Interface). */
+  fcopy?: FcopyHost;
 }
 
 export interface HostIcContext {
@@ -73,6 +76,10 @@ export const hostIcFactories: Partial<
         }
       },
     };
+  },
+  'Guest Service Interface': (ch, ctx) => {
+    const d = new FcopyHost(ch, { clock: ctx.clock, offer: hostFcopyOffer(ctx.profile) });
+    return { handler: d, start: () => d.start(), stop: () => {}, status: () => toStatus(d.status), fcopy: d };
   },
   'Time Synchronization': (ch, ctx) => {
     const d = new TimesyncHost(ch, {

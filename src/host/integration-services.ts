@@ -30,7 +30,7 @@ export const INTEGRATION_SERVICES: readonly IntegrationServiceSpec[] = [
     name: 'Guest Service Interface',
     windowsService: 'vmicguestinterface',
     classId: '34d14be3-dee4-41c8-9ae7-6b174977c192',
-    implemented: false,
+    implemented: true,
   },
   {
     name: 'Heartbeat',

@@ -107,7 +107,8 @@ export function newVmConfig(o: NewVmOptions): VmConfig {
     throw new HvError('HV_ERR_INVALID_ARGUMENT', `invalid processor count ${cpus}: give 1 to 240`);
   }
   const services = {} as Record<IntegrationServiceName, boolean>;
-  for (const s of INTEGRATION_SERVICES) services[s.name] = true;
+  // As on Hyper-V, every service but the Guest Service Interface (file copy) starts enabled.
+  for (const s of INTEGRATION_SERVICES) services[s.name] = s.name !== 'Guest Service Interface';
   return {
     schema: VM_CONFIG_SCHEMA,
     name: o.name,

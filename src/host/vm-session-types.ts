@@ -2,6 +2,7 @@
  * The contract between a {@link Vm} and its running machine (guest memory, guest worker, VMBus server,
  * host integration services). Kept apart so the lifecycle logic does not depend on how a guest runs.
  */
+import type { CopyVmFileOptions, CopyVmFileRequest } from './copy-vmfile.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
 import type { VmConfig } from './vm-config.ts';
 import type { HeartbeatStatus, LsvmbusEntry } from './vm-view.ts';
@@ -39,6 +40,11 @@ export interface VmSession {
   icStatus(name: IntegrationServiceName): IcStatus;
   heartbeat(): HeartbeatStatus;
   lsvmbus(): LsvmbusEntry[];
+  /**
+   * Copy-VMFile into the guest through the Guest Service Interface (see host/copy-vmfile.ts).
+   * @throws HvError `HV_ERR_INVALID_STATE` when the service is not connected; as `copyVmFile`.
+   */
+  copyFile?(req: CopyVmFileRequest, opts?: CopyVmFileOptions): Promise<number>;
   /** Guest IP addresses (from KVP; empty until KVP is built). */
   ipAddresses(): string[];
 }

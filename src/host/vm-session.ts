@@ -13,7 +13,9 @@ import { VMBUS_PIPE_TYPE_MESSAGE } from '../protocol/vmbus/constants.ts';
 import {
   HV_HEART_BEAT_GUID,
   HV_SHUTDOWN_GUID,
+  HV_FCOPY_GUID,
   HV_TS_GUID,
+  IC_FCOPY_INSTANCE,
   IC_SHUTDOWN_INSTANCE,
   IC_TIMESYNC_INSTANCE,
 } from '../protocol/vmbus/device-guids.ts';
@@ -24,6 +26,7 @@ import { GuestMemory } from '../vmbus/memory.ts';
 import type { OfferHandle, VmbusServer } from '../vmbus/server.ts';
 import { createSharedSynicBuffer, type SharedSynicPort } from '../vmbus/synic-shared.ts';
 import { hostSideOfSharedVm } from '../vmbus/vm-link.ts';
+import { type CopyVmFileOptions, type CopyVmFileRequest, copyVmFile } from './copy-vmfile.ts';
 import { parseGuestReport } from './guest-reports.ts';
 import { type HostIc, hostIcFactories } from './host-ics.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
@@ -48,6 +51,7 @@ const OFFERS: Partial<Record<IntegrationServiceName, { type: Guid; instance: Gui
   Heartbeat: { type: HV_HEART_BEAT_GUID, instance: Guid.parse('fedf7c2e-7b45-4a11-8f0c-1b6b0a0c9b01') },
   Shutdown: { type: HV_SHUTDOWN_GUID, instance: IC_SHUTDOWN_INSTANCE },
   'Time Synchronization': { type: HV_TS_GUID, instance: IC_TIMESYNC_INSTANCE },
+  'Guest Service Interface': { type: HV_FCOPY_GUID, instance: IC_FCOPY_INSTANCE },
 };
 
 /** Builds sessions for an online host. */
@@ -239,6 +243,19 @@ class WorkerVmSession implements VmSession {
 
   ipAddresses(): string[] {
     return [];
+  }
+
+  copyFile(req: CopyVmFileRequest, opts: CopyVmFileOptions = {}): Promise<number> {
+    const dev = this.#ics.get('Guest Service Interface')?.device?.fcopy;
+    if (!dev || dev.status.PrimaryOperationalStatus !== 'Ok') {
+      return Promise.reject(
+        new HvError(
+          'HV_ERR_INVALID_STATE',
+          `Failed to initiate copying files to the guest: the Guest Service Interface of VM '${this.#cfg.name}' is not connected (no file copy driver in the guest)`,
+        ),
+      );
+    }
+    return copyVmFile(dev, req, opts);
   }
 
   async shutdown(timeoutMs: number): Promise<void> {

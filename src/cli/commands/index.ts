@@ -3,6 +3,7 @@
  * Add a command by importing its module here; keep one import line per module.
  */
 import type { CommandModule } from 'yargs';
+import { copyVmFileCommand } from './copy-vmfile.ts';
 import { disableVmIntegrationServiceCommand } from './disable-vmintegrationservice.ts';
 import { enableVmIntegrationServiceCommand } from './enable-vmintegrationservice.ts';
 import { getVmCommand } from './get-vm.ts';
@@ -17,6 +18,7 @@ import { upCommand } from './up.ts';
 import { vhdCommands } from './vhd.ts';
 
 export const commands: CommandModule[] = [
+  copyVmFileCommand,
   disableVmIntegrationServiceCommand,
   enableVmIntegrationServiceCommand,
   getVmCommand,

@@ -13,6 +13,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { HvError } from '../../protocol/errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
 import type { Host } from '../host.ts';
+import { registerCopyRoutes } from './copy-routes.ts';
 import { registerRoutes } from './routes.ts';
 
 /** Default HTTP port of the management API on 127.0.0.1. */
@@ -22,6 +23,7 @@ export const DEFAULT_API_PORT = 7405;
 export async function buildApi(host: Host): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
   registerRoutes(app, host);
+  registerCopyRoutes(app, host);
   await app.ready();
   return app;
 }
@@ -67,6 +69,7 @@ export async function startApi(host: Host, o: ApiOptions = {}): Promise<RunningA
 
   const unix = Fastify({ logger: false, bodyLimit: 1 << 20 });
   registerRoutes(unix, host);
+  registerCopyRoutes(unix, host);
   const tcp = Fastify({ logger: false, bodyLimit: 1 << 20 });
   tcp.addHook('onRequest', async (req, reply) => {
     const hostHeader = (req.headers.host ?? '').replace(/:\d+$/, '');
@@ -91,6 +94,7 @@ export async function startApi(host: Host, o: ApiOptions = {}): Promise<RunningA
     return undefined;
   });
   registerRoutes(tcp, host);
+  registerCopyRoutes(tcp, host);
 
   await unix.listen({ path: socket });
   let port: number;
