@@ -1,6 +1,6 @@
 /**
  * Convert-VHD: copies any image to any format, sparse-aware. Runs the source reports as zero are skipped,
- * and so are all-zero chunks of data runs, so holes stay holes in dynamic targets and fixed targets are
+ * and so are all-zero 64 KiB granules of data runs, so holes stay holes in dynamic targets and fixed targets are
  * written sparse. The destination is built under a temp name and renamed into place when complete.
  * Azure mode (`azure: true`): a fixed VHD whose virtual size is rounded up to a whole MiB, footer with
  * CurrentSize = OriginalSize = N MiB, spec geometry, file length N MiB + 512 (disk-formats.md §4.1).
@@ -15,6 +15,8 @@ import type { Progress } from './progress.ts';
 const MiB = 1024 * 1024;
 /** Copy granularity in bytes. */
 const CHUNK = 2 * MiB;
+/** Zero-detection granularity inside a chunk: zero granules are not written, so fixed targets keep holes. */
+const GRANULE = 64 * 1024;
 
 export interface ConvertOptions {
   /** Target type; default: the source's (differencing becomes dynamic). */
@@ -93,6 +95,20 @@ export async function convertDisk(src: string, dest: string, opts: ConvertOption
   }
 }
 
+/** Writes the non-zero granules of `buf` (disk offset `pos`) as maximal runs, leaving zero granules unwritten. */
+async function writeNonZero(target: BlockDevice, buf: Uint8Array, pos: number): Promise<void> {
+  let start = -1;
+  for (let g = 0; g < buf.length; g += GRANULE) {
+    const zero = isZero(buf, g, Math.min(GRANULE, buf.length - g));
+    if (!zero && start < 0) start = g;
+    if (zero && start >= 0) {
+      await target.write(buf.subarray(start, g), pos + start);
+      start = -1;
+    }
+  }
+  if (start >= 0) await target.write(buf.subarray(start), pos + start);
+}
+
 /**
  * Copies every non-zero byte of `source` into `target` (which must read as zeros where nothing is written,
  * i.e. be new). The next chunk is read while the previous one is written; writes stay in order, one at a
@@ -132,7 +148,8 @@ export async function copyData(
       const buf = buffers[slot]!.subarray(0, n);
       await source.read(buf, pos);
       await pending;
-      if (!blankTarget || !isZero(buf)) pending = target.write(buf, pos);
+      if (!blankTarget) pending = target.write(buf, pos);
+      else if (!isZero(buf)) pending = writeNonZero(target, buf, pos);
       slot ^= 1;
       pos += n;
       progress?.(pos, total);
