@@ -29,7 +29,10 @@ export async function buildApi(host: Host): Promise<FastifyInstance> {
 }
 
 export interface ApiOptions {
-  /** TCP port on 127.0.0.1; 0 picks a free one (see `port` of the result). Default {@link DEFAULT_API_PORT}. */
+  /**
+   * TCP port on 127.0.0.1; 0 picks a free one (see `port` of the result). Default {@link DEFAULT_API_PORT},
+   * or a free port when that one is taken.
+   */
   port?: number;
 }
 
@@ -99,7 +102,14 @@ export async function startApi(host: Host, o: ApiOptions = {}): Promise<RunningA
   await unix.listen({ path: socket });
   let port: number;
   try {
-    await tcp.listen({ host: '127.0.0.1', port: o.port ?? DEFAULT_API_PORT });
+    try {
+      await tcp.listen({ host: '127.0.0.1', port: o.port ?? DEFAULT_API_PORT });
+    } catch (err) {
+      // The default port is a convenience: when another host (another $HVIS_HOME) holds it, take any free
+      // port; api.json says which. A port the user asked for is not replaced.
+      if (o.port !== undefined || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      await tcp.listen({ host: '127.0.0.1', port: 0 });
+    }
     const addr = tcp.server.address();
     port = typeof addr === 'object' && addr !== null ? addr.port : 0;
   } catch (err) {

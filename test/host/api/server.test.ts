@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { errorFromBody } from '../../../src/host/api/errors.ts';
-import { buildApi, startApi } from '../../../src/host/api/server.ts';
+import { buildApi, DEFAULT_API_PORT, startApi } from '../../../src/host/api/server.ts';
 import { Host } from '../../../src/host/host.ts';
 import { HvError } from '../../../src/protocol/errors.ts';
 
@@ -99,5 +100,19 @@ test('the HTTP listener serves loopback names only and refuses non-JSON state ch
     await assert.rejects(startApi(host, { port: 0 }), { code: 'HV_ERR_ALREADY_EXISTS' });
   } finally {
     await api.close();
+  }
+});
+
+test('the default HTTP port falls back to a free one when taken; an explicit port does not', async () => {
+  const a = await offline();
+  const b = await offline();
+  const first = await startApi(a.host, { port: 0 });
+  try {
+    await assert.rejects(
+      startApi(b.host, { port: first.port }),
+      /cannot listen on 127\.0\.0\.1:\d+ .*--api-port/,
+    );
+  } finally {
+    await first.close();
   }
 });
