@@ -107,6 +107,23 @@ test('the default HTTP port falls back to a free one when taken; an explicit por
   const a = await offline();
   const b = await offline();
   const first = await startApi(a.host, { port: 0 });
+  // Hold the default port (if nothing else already does) so the fallback must happen.
+  const blocker = createServer();
+  await new Promise<void>((resolve) => {
+    blocker.once('error', () => resolve());
+    blocker.listen(DEFAULT_API_PORT, '127.0.0.1', () => resolve());
+  });
+  try {
+    await assert.rejects(startApi(b.host, { port: first.port }), /cannot listen on 127\.0\.0\.1:\d+ .*--api-port/);
+    const fallback = await startApi(b.host);
+    assert.notEqual(fallback.port, DEFAULT_API_PORT);
+    assert.ok(fallback.port > 0);
+    await fallback.close();
+  } finally {
+    blocker.close();
+    await first.close();
+  }
+});
   try {
     await assert.rejects(
       startApi(b.host, { port: first.port }),
