@@ -114,22 +114,16 @@ test('the default HTTP port falls back to a free one when taken; an explicit por
     blocker.listen(DEFAULT_API_PORT, '127.0.0.1', () => resolve());
   });
   try {
-    await assert.rejects(startApi(b.host, { port: first.port }), /cannot listen on 127\.0\.0\.1:\d+ .*--api-port/);
+    await assert.rejects(
+      startApi(b.host, { port: first.port }),
+      /cannot listen on 127\.0\.0\.1:\d+ .*--api-port/,
+    );
     const fallback = await startApi(b.host);
     assert.notEqual(fallback.port, DEFAULT_API_PORT);
     assert.ok(fallback.port > 0);
     await fallback.close();
   } finally {
     blocker.close();
-    await first.close();
-  }
-});
-  try {
-    await assert.rejects(
-      startApi(b.host, { port: first.port }),
-      /cannot listen on 127\.0\.0\.1:\d+ .*--api-port/,
-    );
-  } finally {
     await first.close();
   }
 });
