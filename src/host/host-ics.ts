@@ -12,6 +12,8 @@ import { ShutdownHost } from '../devices/shutdown/host.ts';
 import { TimesyncHost } from '../devices/timesync/host.ts';
 import { HvError } from '../protocol/errors.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
+import type { KvpExchange } from './kvp-exchange.ts';
+import { kvpHostIc } from './kvp-host-ic.ts';
 import type { IcStatus } from './vm-session-types.ts';
 import type { HeartbeatStatus } from './vm-view.ts';
 
@@ -36,6 +38,8 @@ export interface HostIcContext {
   profile: HostProfileName;
   /** The VM's partition reference counter now, 100-ns ticks since it started. */
   referenceTime(): bigint;
+  /** The VM's KVP exchange (outlives channels), for the Key-Value Pair Exchange service. */
+  kvp?: KvpExchange;
 }
 
 function toStatus(s: DeviceIcStatus): IcStatus {
@@ -77,6 +81,7 @@ export const hostIcFactories: Partial<
       },
     };
   },
+  'Key-Value Pair Exchange': kvpHostIc,
   'Guest Service Interface': (ch, ctx) => {
     const d = new FcopyHost(ch, { clock: ctx.clock, offer: hostFcopyOffer(ctx.profile) });
     return { handler: d, start: () => d.start(), stop: () => {}, status: () => toStatus(d.status), fcopy: d };
