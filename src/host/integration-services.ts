@@ -42,7 +42,7 @@ export const INTEGRATION_SERVICES: readonly IntegrationServiceSpec[] = [
     name: 'Key-Value Pair Exchange',
     windowsService: 'vmickvpexchange',
     classId: 'a9a0f4e7-5a45-4d96-b827-8a841e8c03e6',
-    implemented: false,
+    implemented: true,
   },
   {
     name: 'Shutdown',

@@ -55,12 +55,6 @@ export interface KvpExchangeOptions {
   refreshMs?: number;
 }
 
-const POOL: Record<KvpSource, number> = {
-  host: KVP_POOL_EXTERNAL,
-  guest: KVP_POOL_GUEST,
-  intrinsic: KVP_POOL_AUTO,
-  hostintrinsic: KVP_POOL_AUTO_EXTERNAL,
-};
 const MAX_ITEMS = 4096;
 const hex = (s: number) => `0x${s.toString(16).padStart(8, '0')}`;
 

@@ -4,6 +4,7 @@
  */
 import type { CopyVmFileOptions, CopyVmFileRequest } from './copy-vmfile.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
+import type { KvpExchange } from './kvp-exchange.ts';
 import type { VmConfig } from './vm-config.ts';
 import type { HeartbeatStatus, LsvmbusEntry } from './vm-view.ts';
 
@@ -47,6 +48,8 @@ export interface VmSession {
   copyFile?(req: CopyVmFileRequest, opts?: CopyVmFileOptions): Promise<number>;
   /** Guest IP addresses (from KVP; empty until KVP is built). */
   ipAddresses(): string[];
+  /** The VM's KVP exchange (Msvm_KvpExchangeComponent), when the session has one. */
+  readonly kvp?: KvpExchange;
 }
 
 export type VmSessionFactory = (cfg: VmConfig) => Promise<VmSession>;

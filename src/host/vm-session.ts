@@ -14,8 +14,10 @@ import {
   HV_HEART_BEAT_GUID,
   HV_SHUTDOWN_GUID,
   HV_FCOPY_GUID,
+  HV_KVP_GUID,
   HV_TS_GUID,
   IC_FCOPY_INSTANCE,
+  IC_KVP_INSTANCE,
   IC_SHUTDOWN_INSTANCE,
   IC_TIMESYNC_INSTANCE,
 } from '../protocol/vmbus/device-guids.ts';
@@ -28,6 +30,7 @@ import { createSharedSynicBuffer, type SharedSynicPort } from '../vmbus/synic-sh
 import { hostSideOfSharedVm } from '../vmbus/vm-link.ts';
 import { type CopyVmFileOptions, type CopyVmFileRequest, copyVmFile } from './copy-vmfile.ts';
 import { parseGuestReport } from './guest-reports.ts';
+import { KvpExchange } from './kvp-exchange.ts';
 import { type HostIc, hostIcFactories } from './host-ics.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
 import type { VmConfig } from './vm-config.ts';
@@ -51,6 +54,7 @@ const OFFERS: Partial<Record<IntegrationServiceName, { type: Guid; instance: Gui
   Heartbeat: { type: HV_HEART_BEAT_GUID, instance: Guid.parse('fedf7c2e-7b45-4a11-8f0c-1b6b0a0c9b01') },
   Shutdown: { type: HV_SHUTDOWN_GUID, instance: IC_SHUTDOWN_INSTANCE },
   'Time Synchronization': { type: HV_TS_GUID, instance: IC_TIMESYNC_INSTANCE },
+  'Key-Value Pair Exchange': { type: HV_KVP_GUID, instance: IC_KVP_INSTANCE },
   'Guest Service Interface': { type: HV_FCOPY_GUID, instance: IC_FCOPY_INSTANCE },
 };
 
@@ -80,11 +84,19 @@ class WorkerVmSession implements VmSession {
   #badReports = 0;
   #alive = true;
   readonly #referenceTime: () => bigint;
+  /** The VM's KVP exchange (host items survive channel re-opens). */
+  readonly kvp: KvpExchange;
 
   constructor(cfg: VmConfig, o: VmSessionFactoryOptions) {
     this.#cfg = cfg;
     this.#o = o;
     this.#clock = o.clock ?? systemClock;
+    this.kvp = new KvpExchange({
+      clock: this.#clock,
+      vmName: cfg.name,
+      vmId: cfg.id,
+      macs: cfg.networkAdapters.map((n) => n.macAddress.match(/../g)!.join(':')),
+    });
     const memory = new GuestMemory(cfg.memoryStartupBytes);
     const refStartNs = process.hrtime.bigint();
     this.#referenceTime = () => (process.hrtime.bigint() - refStartNs) / 100n;
@@ -187,6 +199,7 @@ class WorkerVmSession implements VmSession {
 
   #teardown(): void {
     for (const ic of this.#ics.values()) ic.device?.stop();
+    this.kvp.stop();
     this.#synic.close();
   }
 
@@ -213,6 +226,7 @@ class WorkerVmSession implements VmSession {
             clock: this.#clock,
             profile: this.#o.profile.name,
             referenceTime: this.#referenceTime,
+            kvp: this.kvp,
           });
           ic.device = dev;
           // NEGOTIATE goes out once the open has completed, as the host sends it after OPENCHANNEL_RESULT.
@@ -242,7 +256,7 @@ class WorkerVmSession implements VmSession {
   }
 
   ipAddresses(): string[] {
-    return [];
+    return this.kvp.ipAddresses();
   }
 
   copyFile(req: CopyVmFileRequest, opts: CopyVmFileOptions = {}): Promise<number> {

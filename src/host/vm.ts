@@ -23,6 +23,7 @@ import {
   type VmView,
 } from './vm-view.ts';
 import type { CopyVmFileOptions, CopyVmFileRequest } from './copy-vmfile.ts';
+import type { KvpExchange } from './kvp-exchange.ts';
 import type { IcStatus, VmSession, VmSessionFactory } from './vm-session-types.ts';
 
 /** How Stop-VM ends the guest. */
@@ -320,6 +321,21 @@ export class Vm {
       );
     }
     return this.#session.lsvmbus();
+  }
+
+  /**
+   * The running VM's KVP exchange.
+   * @throws HvError `HV_ERR_INVALID_STATE` when the VM is not running or its Key-Value Pair Exchange service is disabled.
+   */
+  kvpExchange(): KvpExchange {
+    const ex = this.#state === 'Running' ? this.#session?.kvp : undefined;
+    if (!ex || !this.#config.integrationServices['Key-Value Pair Exchange']) {
+      throw new HvError(
+        'HV_ERR_INVALID_STATE',
+        `VM '${this.name}' has no KVP exchange: it must be running with the 'Key-Value Pair Exchange' integration service enabled`,
+      );
+    }
+    return ex;
   }
 
   /** The Get-VM object. */
