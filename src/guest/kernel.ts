@@ -17,12 +17,14 @@ import { TimesyncGuest } from '../devices/timesync/guest.ts';
 import {
   HV_FCOPY_GUID,
   HV_HEART_BEAT_GUID,
+  HV_KVP_GUID,
   HV_SHUTDOWN_GUID,
   HV_TS_GUID,
 } from '../protocol/vmbus/device-guids.ts';
 import type { Clock } from '../vmbus/channel-io.ts';
 import type { VmbusClient, VmbusDriver } from '../vmbus/client.ts';
 import { runFcopyDaemonInProcess } from './daemons/fcopy/in-process.ts';
+import { GuestKvpService } from './kvp-service.ts';
 
 /** Linux HV_UTIL_RING_SEND_SIZE / HV_UTIL_RING_RECV_SIZE: VMBUS_RING_SIZE(3 * 4096) = 16 KiB. */
 const HV_UTIL_RING_BYTES = 4 * 4096;
@@ -58,6 +60,10 @@ export interface GuestKernelOptions {
   hostClock?: Clock;
   /** Run our hv_fcopy_daemon in-process on the fcopy node (default true; false leaves the node free). */
   fcopyDaemon?: boolean;
+  /** Pool directory of our in-process hv_kvp_daemon; null or absent runs none (the node waits for an outside daemon). */
+  kvpRoot?: string | null;
+  /** Unix socket where outside KVP daemons attach (uapi bridge), e.g. Debian's via native/hvshim. */
+  kvpBridgeSocket?: string | null;
 }
 
 /** How long UNLOAD may take at power-off before the kernel leaves anyway, ms. */
@@ -66,6 +72,8 @@ const DEVICE_POLL_MS = 500;
 
 export class GuestKernel {
   readonly client: VmbusClient;
+  /** KVP driver, its /dev/vmbus/hv_kvp node, our daemon and/or the bridge (`kvp.start()` starts them). */
+  readonly kvp: GuestKvpService;
   readonly #o: GuestKernelOptions;
   readonly #hostClock: Clock;
   /** Guest wall clock minus host wall clock, ms (set by time sync). */
@@ -104,6 +112,16 @@ export class GuestKernel {
     this.client.registerDriver(
       HV_SHUTDOWN_GUID,
       util((_, ch) => new ShutdownGuest(ch, { flavor, onShutdown: (kind) => this.#onShutdown(kind) })),
+    );
+    this.kvp = new GuestKvpService({
+      clock: this.clock,
+      flavor,
+      daemonRoot: o.kvpRoot ?? null,
+      bridgeSocket: o.kvpBridgeSocket ?? null,
+    });
+    this.client.registerDriver(
+      HV_KVP_GUID,
+      util((_, ch) => this.kvp.attach(ch)),
     );
     this.client.registerDriver(
       HV_FCOPY_GUID,

@@ -5,6 +5,7 @@
  * the zero of the partition reference counter, the same clock in every thread). Reports go to the host over `parentPort` (see kernel.ts).
  * The worker ends when the guest powers off; an exception ends it with a `fatal` report first.
  */
+import { homedir } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import { guestSideOfSharedVm, type SharedVmInit } from '../vmbus/vm-link.ts';
@@ -14,6 +15,10 @@ import { GuestKernel, type KernelReport } from './kernel.ts';
 interface GuestWorkerData extends SharedVmInit {
   vmName: string;
   refStartNs: bigint;
+  /** Pool directory of our in-process KVP daemon; null runs none (default `$HVIS_HOME/guests/<vm>/hyperv`). */
+  kvpRoot?: string | null;
+  /** Uapi bridge socket for an outside KVP daemon (`hvis up --guest-agent hyperv-daemons`). */
+  kvpBridgeSocket?: string | null;
 }
 
 const data = workerData as GuestWorkerData;
@@ -25,6 +30,11 @@ const kernel = new GuestKernel({
   client,
   report,
   referenceTime: () => (process.hrtime.bigint() - data.refStartNs) / 100n,
+  kvpRoot:
+    data.kvpRoot === undefined
+      ? `${process.env.HVIS_HOME ?? `${homedir()}/.hvis`}/guests/${data.vmName}/hyperv`
+      : data.kvpRoot,
+  kvpBridgeSocket: data.kvpBridgeSocket ?? null,
   halt: () => {
     synic.close();
     (data.doorbell as MessagePort).close();
@@ -32,6 +42,9 @@ const kernel = new GuestKernel({
   },
 });
 
+kernel.kvp.start().catch((err: unknown) => {
+  report({ type: 'fatal', message: `KVP bridge failed: ${(err as Error).message}` });
+});
 kernel.boot().catch((err: unknown) => {
   report({ type: 'fatal', message: `VMBus connect failed: ${(err as Error).message}` });
   process.exit(1);
