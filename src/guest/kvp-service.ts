@@ -52,7 +52,10 @@ export class GuestKvpService {
     if (this.#o.daemonRoot !== null) {
       try {
         // It opens the node once a channel exists (attach), as the C daemon only runs once the node appears.
-        this.#daemon = new KvpDaemon({ root: this.#o.daemonRoot, ...(this.#o.log ? { log: this.#o.log } : {}) });
+        this.#daemon = new KvpDaemon({
+          root: this.#o.daemonRoot,
+          ...(this.#o.log ? { log: this.#o.log } : {}),
+        });
       } catch (e) {
         this.#o.log?.(`kvp daemon not started: ${(e as Error).message}`);
       }
@@ -71,7 +74,9 @@ export class GuestKvpService {
     if (this.node.isOpen) this.node.hangUp();
     if (this.#daemon) {
       const dm = this.#daemon;
-      void dm.serve(this.node.open()).catch((e: unknown) => this.#o.log?.(`kvp daemon: ${(e as Error).message}`));
+      void dm
+        .serve(this.node.open())
+        .catch((e: unknown) => this.#o.log?.(`kvp daemon: ${(e as Error).message}`));
     }
     return d;
   }

@@ -119,14 +119,16 @@ export class KvpExchange {
 
   async #req(r: Parameters<KvpHost['request']>[0]): Promise<KvpResult> {
     const dev = this.#dev;
-    if (!dev?.ready) throw new HvError('HV_ERR_INVALID_STATE', `the KVP service of VM '${this.#o.vmName}' is not connected`);
+    if (!dev?.ready)
+      throw new HvError('HV_ERR_INVALID_STATE', `the KVP service of VM '${this.#o.vmName}' is not connected`);
     try {
       const res = await dev.request(r);
       if (res.status === HV_E_FAIL) this.#fault = 'the guest KVP daemon is not running or failed (HV_E_FAIL)';
       else this.#fault = null;
       return res;
     } catch (e) {
-      if (e instanceof HvError && e.code === 'HV_ERR_TIMEOUT') this.#fault = 'the guest KVP daemon does not answer';
+      if (e instanceof HvError && e.code === 'HV_ERR_TIMEOUT')
+        this.#fault = 'the guest KVP daemon does not answer';
       throw e;
     }
   }
@@ -151,7 +153,8 @@ export class KvpExchange {
     for (let i = 0; i < MAX_ITEMS; i++) {
       const r = await this.#req({ operation: KVP_OP_ENUMERATE, pool, index: i });
       if (r.status !== HV_S_OK) {
-        if (r.status !== HV_S_CONT && i === 0) throw new HvError('HV_ERR_IO', `guest KVP enumeration failed (${hex(r.status)})`);
+        if (r.status !== HV_S_CONT && i === 0)
+          throw new HvError('HV_ERR_IO', `guest KVP enumeration failed (${hex(r.status)})`);
         break;
       }
       out.push({ Name: r.key, Data: r.value, Source: source });
@@ -172,7 +175,15 @@ export class KvpExchange {
         const r = await this.#req({
           operation: KVP_OP_GET_IP_INFO,
           pool: KVP_POOL_GUEST,
-          ip: { adapterId: mac, addrFamily: 0, dhcpEnabled: false, ipAddr: '', subNet: '', gateWay: '', dnsAddr: '' },
+          ip: {
+            adapterId: mac,
+            addrFamily: 0,
+            dhcpEnabled: false,
+            ipAddr: '',
+            subNet: '',
+            gateWay: '',
+            dnsAddr: '',
+          },
         });
         // HV_E_FAIL here also means "no interface with that MAC in the guest": not a daemon fault.
         if (r.status === HV_E_FAIL) this.#fault = before;
@@ -188,7 +199,8 @@ export class KvpExchange {
 
   /** Items of one source (host items are what the host set; the others as last read from the guest). */
   items(source?: KvpSource): KvpItem[] {
-    const host = (m: Map<string, string>, s: KvpSource) => [...m].map(([Name, Data]) => ({ Name, Data, Source: s }));
+    const host = (m: Map<string, string>, s: KvpSource) =>
+      [...m].map(([Name, Data]) => ({ Name, Data, Source: s }));
     const all: Record<KvpSource, KvpItem[]> = {
       guest: this.#guest,
       intrinsic: this.#intrinsic,
@@ -208,7 +220,10 @@ export class KvpExchange {
     if (mac) return this.#nics.get(mac.toUpperCase())?.IPAddresses ?? [];
     const fromNics = [...this.#nics.values()].flatMap((n) => n.IPAddresses);
     if (fromNics.length) return fromNics;
-    return [...list(this.intrinsic('NetworkAddressIPv4') ?? ''), ...list(this.intrinsic('NetworkAddressIPv6') ?? '')];
+    return [
+      ...list(this.intrinsic('NetworkAddressIPv4') ?? ''),
+      ...list(this.intrinsic('NetworkAddressIPv6') ?? ''),
+    ];
   }
 
   nic(mac: string): KvpNicInfo | null {
@@ -223,13 +238,22 @@ export class KvpExchange {
   async setHostItem(key: string, value: string, mode: 'add' | 'modify' | 'set'): Promise<void> {
     validateKey(key);
     if (mode === 'add' && this.#host.has(key)) {
-      throw new HvError('HV_ERR_ALREADY_EXISTS', `the host KVP item '${key}' exists; use set-vmkvp to change it`);
+      throw new HvError(
+        'HV_ERR_ALREADY_EXISTS',
+        `the host KVP item '${key}' exists; use set-vmkvp to change it`,
+      );
     }
     if (mode === 'modify' && !this.#host.has(key)) {
       throw new HvError('HV_ERR_NOT_FOUND', `no host KVP item '${key}'; use add-vmkvp to create it`);
     }
-    const r = await this.#req({ operation: KVP_OP_SET, pool: KVP_POOL_EXTERNAL, key, value: { type: 'string', value } });
-    if (r.status !== HV_S_OK) throw new HvError('HV_ERR_IO', `the guest refused the KVP item '${key}' (${hex(r.status)})`);
+    const r = await this.#req({
+      operation: KVP_OP_SET,
+      pool: KVP_POOL_EXTERNAL,
+      key,
+      value: { type: 'string', value },
+    });
+    if (r.status !== HV_S_OK)
+      throw new HvError('HV_ERR_IO', `the guest refused the KVP item '${key}' (${hex(r.status)})`);
     this.#host.set(key, value);
   }
 
@@ -250,13 +274,19 @@ export class KvpExchange {
    *   `HV_ERR_NOT_FOUND` when the guest has no such adapter, `HV_ERR_IO` when its script failed.
    */
   async setStaticIp(adapterGuid: string, ip: Omit<KvpIpInfo, 'adapterId'>): Promise<void> {
-    const r = await this.#req({ operation: KVP_OP_SET_IP_INFO, pool: KVP_POOL_GUEST, ip: { ...ip, adapterId: `{${adapterGuid}}` } });
+    const r = await this.#req({
+      operation: KVP_OP_SET_IP_INFO,
+      pool: KVP_POOL_GUEST,
+      ip: { ...ip, adapterId: `{${adapterGuid}}` },
+    });
     if (r.status === HV_S_OK) {
       void this.refresh();
       return;
     }
-    if (r.status === HV_INVALIDARG) throw new HvError('HV_ERR_INVALID_ARGUMENT', 'the guest rejected an address as invalid');
-    if (r.status === HV_GUID_NOTFOUND) throw new HvError('HV_ERR_NOT_FOUND', `the guest has no network adapter {${adapterGuid}}`);
+    if (r.status === HV_INVALIDARG)
+      throw new HvError('HV_ERR_INVALID_ARGUMENT', 'the guest rejected an address as invalid');
+    if (r.status === HV_GUID_NOTFOUND)
+      throw new HvError('HV_ERR_NOT_FOUND', `the guest has no network adapter {${adapterGuid}}`);
     throw new HvError('HV_ERR_IO', `the guest could not apply the IP configuration (${hex(r.status)})`);
   }
 }
@@ -276,7 +306,10 @@ function nicInfo(mac: string, ip: KvpIpInfo): KvpNicInfo {
 export function validateKey(key: string): void {
   if (key === '') throw new HvError('HV_ERR_INVALID_ARGUMENT', 'a KVP key cannot be empty');
   if (key.length > 255) {
-    throw new HvError('HV_ERR_INVALID_ARGUMENT', `KVP key is ${key.length} characters; at most 255 fit in 512 bytes of UTF-16 with its NUL`);
+    throw new HvError(
+      'HV_ERR_INVALID_ARGUMENT',
+      `KVP key is ${key.length} characters; at most 255 fit in 512 bytes of UTF-16 with its NUL`,
+    );
   }
   if (key.includes('\0')) throw new HvError('HV_ERR_INVALID_ARGUMENT', 'a KVP key cannot contain NUL');
 }

