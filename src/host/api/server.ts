@@ -14,6 +14,7 @@ import { HvError } from '../../protocol/errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
 import type { Host } from '../host.ts';
 import { registerCopyRoutes } from './copy-routes.ts';
+import { registerKvpRoutes } from './kvp-routes.ts';
 import { registerRoutes } from './routes.ts';
 
 /** Default HTTP port of the management API on 127.0.0.1. */
@@ -24,6 +25,7 @@ export async function buildApi(host: Host): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
   registerRoutes(app, host);
   registerCopyRoutes(app, host);
+  registerKvpRoutes(app, host);
   await app.ready();
   return app;
 }
@@ -73,6 +75,7 @@ export async function startApi(host: Host, o: ApiOptions = {}): Promise<RunningA
   const unix = Fastify({ logger: false, bodyLimit: 1 << 20 });
   registerRoutes(unix, host);
   registerCopyRoutes(unix, host);
+  registerKvpRoutes(unix, host);
   const tcp = Fastify({ logger: false, bodyLimit: 1 << 20 });
   tcp.addHook('onRequest', async (req, reply) => {
     const hostHeader = (req.headers.host ?? '').replace(/:\d+$/, '');
@@ -98,6 +101,7 @@ export async function startApi(host: Host, o: ApiOptions = {}): Promise<RunningA
   });
   registerRoutes(tcp, host);
   registerCopyRoutes(tcp, host);
+  registerKvpRoutes(tcp, host);
 
   await unix.listen({ path: socket });
   let port: number;
