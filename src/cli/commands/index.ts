@@ -16,6 +16,12 @@ import { startVmCommand } from './start-vm.ts';
 import { stopVmCommand } from './stop-vm.ts';
 import { upCommand } from './up.ts';
 import { vhdCommands } from './vhd.ts';
+import { addVmKvpCommand } from './add-vmkvp.ts';
+import { getVmKvpCommand } from './get-vmkvp.ts';
+import { getVmNetworkAdapterCommand } from './get-vmnetworkadapter.ts';
+import { removeVmKvpCommand } from './remove-vmkvp.ts';
+import { setVmKvpCommand } from './set-vmkvp.ts';
+import { setVmNetworkAdapterCommand } from './set-vmnetworkadapter.ts';
 
 export const commands: CommandModule[] = [
   copyVmFileCommand,
@@ -31,4 +37,10 @@ export const commands: CommandModule[] = [
   stopVmCommand,
   upCommand,
   ...vhdCommands,
+  addVmKvpCommand,
+  getVmKvpCommand,
+  getVmNetworkAdapterCommand,
+  removeVmKvpCommand,
+  setVmKvpCommand,
+  setVmNetworkAdapterCommand,
 ];

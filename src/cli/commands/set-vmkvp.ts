@@ -1,0 +1,4 @@
+/** `hvis set-vmkvp <vm> <key> <value>` — see kvp-item-command.ts (no Hyper-V cmdlet: WMI only). */
+import { kvpItemCommand } from './kvp-item-command.ts';
+
+export const setVmKvpCommand = kvpItemCommand('set');
