@@ -13,6 +13,7 @@ import {
   KVP_OP_ENUMERATE,
   KVP_OP_GET,
   KVP_OP_GET_IP_INFO,
+  KVP_IC_BODY,
   type KvpIpInfo,
   type KvpRequest,
 } from '../../protocol/ic/kvp.ts';
@@ -63,6 +64,7 @@ export class KvpHost implements ChannelHandler {
   readonly #ic: IcHost;
   readonly #o: KvpHostOptions;
   readonly #queue: Queued[] = [];
+  readonly #scratch = new Uint8Array(KVP_IC_BODY.sizes.ip);
   #inflight: (Queued & { cancel(): void }) | null = null;
   #closed = false;
 
@@ -103,7 +105,7 @@ export class KvpHost implements ChannelHandler {
    */
   request(req: KvpRequest): Promise<KvpResult> {
     try {
-      encodeKvpRequest(req, new Uint8Array(8192)); // validates sizes up front
+      encodeKvpRequest(req, this.#scratch); // validates sizes before anything is queued
     } catch (e) {
       return Promise.reject(e);
     }

@@ -24,6 +24,7 @@ export class FileLock {
         this.#buf = this.#buf.slice(i + 1);
         this.#waiters.shift()?.(line);
       }
+      if (this.#waiters.length === 0) this.#stdout().unref?.();
     });
     this.#proc.on('exit', () => {
       this.#dead = true;
@@ -35,10 +36,16 @@ export class FileLock {
     (this.#proc.stderr as unknown as { unref?(): void }).unref?.();
   }
 
+  #stdout(): { ref?(): void; unref?(): void } {
+    return this.#proc.stdout as unknown as { ref?(): void; unref?(): void };
+  }
+
   #cmd(line: string): Promise<string> {
     if (this.#dead) return Promise.reject(new HvError('HV_ERR_IO', 'the hvlock helper is gone'));
     return new Promise((res) => {
       this.#waiters.push(res);
+      // Keep the event loop alive only while an answer is pending (an idle helper must not hold it).
+      this.#stdout().ref?.();
       this.#proc.stdin.write(`${line}\n`);
     });
   }
@@ -54,7 +61,8 @@ export class FileLock {
       try {
         return await fn();
       } finally {
-        await this.#cmd('U');
+        // Not awaited: the helper answers in order, so the next L's answer comes after this U's.
+        void this.#cmd('U');
       }
     };
     const p = this.#chain.then(run, run);

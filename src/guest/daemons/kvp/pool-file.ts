@@ -5,7 +5,7 @@
  * the fcntl write lock, as the C daemon does, so records other writers add are seen and none are lost.
  * Writes happen in place under the lock (a rename would leave other processes locking a stale inode).
  */
-import { open } from 'node:fs/promises';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { HV_KVP_EXCHANGE_MAX_KEY_SIZE, HV_KVP_EXCHANGE_MAX_VALUE_SIZE } from '../../../protocol/ic/kvp.ts';
 import { readCString } from '../../../protocol/uapi/strings.ts';
 import type { FileLock } from './file-lock.ts';
@@ -42,6 +42,7 @@ function record(key: string, value: string): Uint8Array {
 export class KvpPoolFile {
   readonly path: string;
   readonly #lock: FileLock;
+  #fd: number | null = null;
 
   constructor(path: string, lock: FileLock) {
     this.path = path;
@@ -50,54 +51,63 @@ export class KvpPoolFile {
 
   /** Creates the file (mode 0644) when missing. */
   async ensure(): Promise<void> {
-    const fh = await open(this.path, 'a', 0o644);
-    await fh.close();
+    closeSync(openSync(this.path, 'a', 0o644));
   }
 
-  async #locked<T>(
-    fn: (fh: Awaited<ReturnType<typeof open>>, recs: KvpRecord[], size: number) => Promise<T>,
-  ): Promise<T> {
+  /** Closes the kept descriptor. */
+  close(): void {
+    if (this.#fd !== null) closeSync(this.#fd);
+    this.#fd = null;
+  }
+
+  // The file is small (2560 bytes a record) and the lock is held: plain synchronous I/O on a kept
+  // descriptor is the cheapest correct path (no thread-pool hops between read and write).
+  #locked<T>(fn: (fd: number, recs: KvpRecord[]) => T): Promise<T> {
     return this.#lock.with(this.path, async () => {
-      const fh = await open(this.path, 'r+');
-      try {
-        const bytes = await fh.readFile();
-        return await fn(fh, parsePool(bytes), bytes.length);
-      } finally {
-        await fh.close();
+      if (this.#fd === null) this.#fd = openSync(this.path, 'r+');
+      const fd = this.#fd;
+      const size = fstatSync(fd).size;
+      const bytes = new Uint8Array(size);
+      let got = 0;
+      while (got < size) {
+        const n = readSync(fd, bytes, got, size - got, got);
+        if (n === 0) break;
+        got += n;
       }
+      return fn(fd, parsePool(bytes.subarray(0, got)));
     });
   }
 
   /** All records. */
   list(): Promise<KvpRecord[]> {
-    return this.#locked(async (_fh, recs) => recs);
+    return this.#locked((_fd, recs) => recs);
   }
 
   /** Value of `key`, or null. */
   get(key: string): Promise<string | null> {
-    return this.#locked(async (_fh, recs) => recs.find((r) => r.key === key)?.value ?? null);
+    return this.#locked((_fd, recs) => recs.find((r) => r.key === key)?.value ?? null);
   }
 
   /** Overwrites the value of an existing key in place, else appends a record. */
   set(key: string, value: string): Promise<void> {
-    return this.#locked(async (fh, recs) => {
+    return this.#locked((fd, recs) => {
       const i = recs.findIndex((r) => r.key === key);
-      const at = i >= 0 ? i * KVP_RECORD_SIZE : recs.length * KVP_RECORD_SIZE;
-      await fh.write(record(key, value), 0, KVP_RECORD_SIZE, at);
-      if (i < 0) await fh.truncate(at + KVP_RECORD_SIZE);
+      const at = (i >= 0 ? i : recs.length) * KVP_RECORD_SIZE;
+      writeSync(fd, record(key, value), 0, KVP_RECORD_SIZE, at);
+      if (i < 0) ftruncateSync(fd, at + KVP_RECORD_SIZE);
     });
   }
 
   /** Removes `key`, moving later records up. @returns false when it was not there. */
   delete(key: string): Promise<boolean> {
-    return this.#locked(async (fh, recs) => {
+    return this.#locked((fd, recs) => {
       const i = recs.findIndex((r) => r.key === key);
       if (i < 0) return false;
       const rest = recs.slice(i + 1);
       const buf = new Uint8Array(rest.length * KVP_RECORD_SIZE);
       for (const [k, r] of rest.entries()) buf.set(record(r.key, r.value), k * KVP_RECORD_SIZE);
-      if (buf.length) await fh.write(buf, 0, buf.length, i * KVP_RECORD_SIZE);
-      await fh.truncate((recs.length - 1) * KVP_RECORD_SIZE);
+      if (buf.length) writeSync(fd, buf, 0, buf.length, i * KVP_RECORD_SIZE);
+      ftruncateSync(fd, (recs.length - 1) * KVP_RECORD_SIZE);
       return true;
     });
   }
