@@ -4,6 +4,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { INTEGRATION_SERVICES } from '../../src/host/integration-services.ts';
 import type { VmView } from '../../src/host/vm-view.ts';
 import { hvis, spawnUp, until } from './run-cli.ts';
 
@@ -41,9 +42,13 @@ test('hvis up --exit-after --json: default vm1 Running with its services OK, the
     running.NetworkAdapters.map((n) => n.SwitchName),
     ['Default Switch'],
   );
-  const kvp = running.IntegrationServices.find((s) => s.Name === 'Key-Value Pair Exchange')!;
-  assert.equal(kvp.Enabled, true);
-  assert.match(kvp.SecondaryStatusDescription ?? '', /not implement/);
+  // Every integration service is listed; enabled ones not built yet say so instead of pretending.
+  assert.equal(running.IntegrationServices.length, INTEGRATION_SERVICES.length);
+  for (const s of running.IntegrationServices) {
+    if (s.Enabled && !INTEGRATION_SERVICES.find((x) => x.name === s.Name)!.implemented) {
+      assert.match(s.SecondaryStatusDescription ?? '', /not implement/);
+    }
+  }
   const last = frames.at(-1)!.find((v) => v.Name === 'vm1')!;
   assert.equal(last.State, 'Off');
   assert.equal(last.Status, 'Operating normally');
@@ -73,11 +78,9 @@ test('while hvis up runs, a second hvis process manages the VM through the API',
     const classes = (JSON.parse(ls.stdout) as { ClassId: string; Description: string }[]).map(
       (e) => e.Description,
     );
-    assert.deepEqual(classes.sort(), [
-      '[Heartbeat]',
-      '[Operating system shutdown]',
-      '[Time Synchronization]',
-    ]);
+    for (const c of ['[Heartbeat]', '[Operating system shutdown]', '[Time Synchronization]']) {
+      assert.ok(classes.includes(c), `${c} in ${classes.join(', ')}`);
+    }
     const text = await hvis(h, ['lsvmbus', 'vm1']);
     assert.match(text.stdout, /^VMBUS ID {2}\d: \[Heartbeat\]$/m);
 
