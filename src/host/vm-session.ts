@@ -261,7 +261,7 @@ class WorkerVmSession implements VmSession {
 
   copyFile(req: CopyVmFileRequest, opts: CopyVmFileOptions = {}): Promise<number> {
     const dev = this.#ics.get('Guest Service Interface')?.device?.fcopy;
-    if (!dev || dev.status.PrimaryOperationalStatus !== 'Ok') {
+    if (dev?.status.PrimaryOperationalStatus !== 'Ok') {
       return Promise.reject(
         new HvError(
           'HV_ERR_INVALID_STATE',
