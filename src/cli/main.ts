@@ -5,12 +5,12 @@
 import yargs from 'yargs';
 import { normalizeArgv } from './argv.ts';
 import { commands } from './commands/index.ts';
-import { EXIT_USAGE, reportError } from './output.ts';
+import { HvError } from '../protocol/errors.ts';
+import { reportError } from './output.ts';
 
 export async function main(argv: readonly string[]): Promise<number> {
   const args = normalizeArgv(argv);
   const json = args.includes('--json');
-  let code = 0;
   const parser = yargs(args)
     .scriptName('hvis')
     .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': true })
@@ -25,15 +25,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     .wrap(Math.min(110, process.stdout.columns ?? 110))
     .fail((msg, err) => {
       if (err) throw err;
-      process.stderr.write(`hvis: ${msg}\nRun 'hvis --help' for usage.\n`);
-      code = EXIT_USAGE;
+      // Throwing stops yargs from running the command after a usage error.
+      throw new HvError('HV_ERR_INVALID_ARGUMENT', `${msg}\nRun 'hvis --help' for usage.`);
     });
   try {
     await parser.parseAsync();
   } catch (err) {
     return reportError(err, json);
   }
-  return code || (process.exitCode as number | undefined) || 0;
+  return (process.exitCode as number | undefined) || 0;
 }
 
 main(process.argv.slice(2)).then(
