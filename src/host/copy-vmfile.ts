@@ -72,6 +72,14 @@ export function copyVmFile(
   req: CopyVmFileRequest,
   opts: CopyVmFileOptions = {},
 ): Promise<number> {
+  try {
+    return run(dev, req, opts);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+function run(dev: FcopyHost, req: CopyVmFileRequest, opts: CopyVmFileOptions): Promise<number> {
   const { dir, name } = splitDestination(req.destinationPath, req.sourcePath);
   let fd: number;
   try {

@@ -93,6 +93,9 @@ export class FcopyGuest implements ChannelHandler {
   #reader: UapiReader | null = null;
   #registered = false;
   #closed = false;
+  /** Replies the ring had no room for, sent in order from onWritable. */
+  readonly #unsent: Request[] = [];
+  #retryArmed = false;
   /** Set while `onPacket` hands the packet to IcGuest, so the request handler can copy it. */
   #incoming: IncomingPacket | null = null;
 
@@ -172,8 +175,30 @@ export class FcopyGuest implements ChannelHandler {
     }
   }
 
+  onWritable(): void {
+    while (this.#unsent.length && !this.#closed) {
+      const r = this.#unsent[0]!;
+      if (!this.#ch.send(VM_PKT_DATA_INBAND, 0, r.transId, r.bytes.subarray(0, r.len))) {
+        this.#armRetry();
+        return;
+      }
+      this.#unsent.shift();
+    }
+  }
+
+  /** Also retries on a short timer, in case the host frees room without a signal. */
+  #armRetry(): void {
+    if (this.#retryArmed) return;
+    this.#retryArmed = true;
+    this.#clock.setTimer(1, () => {
+      this.#retryArmed = false;
+      this.onWritable();
+    });
+  }
+
   onClose(reason?: Error): void {
     this.#closed = true;
+    this.#unsent.length = 0;
     this.#cancelTimer?.();
     this.#cancelTimer = null;
     this.#pending = false;
@@ -264,7 +289,12 @@ export class FcopyGuest implements ChannelHandler {
       true,
     );
     bytes[at + ICMSG_HDR_LAYOUT.offsets.icflags] = ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_RESPONSE;
-    // A full ring loses the reply, as in Linux; the host times out.
-    if (!this.#closed) this.#ch.send(VM_PKT_DATA_INBAND, 0, transId, bytes.subarray(0, len));
+    if (this.#closed) return;
+    // The host may not have consumed our previous reply yet (one 6 KiB echo nearly fills a 16 KiB ring):
+    // keep the reply and send it when room appears, in order, instead of losing it.
+    if (this.#unsent.length || !this.#ch.send(VM_PKT_DATA_INBAND, 0, transId, bytes.subarray(0, len))) {
+      this.#unsent.push({ bytes: bytes.slice(0, len), len, transId });
+      this.#armRetry();
+    }
   }
 }
