@@ -142,7 +142,7 @@ export class KvpGuest implements ChannelHandler {
     this.#ic.onClose(reason);
   }
 
-  /** A message the daemon wrote. @throws HvError `HV_ERR_INVALID_ARGUMENT` (EINVAL) when short or unexpected. */
+  /** A message the daemon wrote. @throws ProtocolError when shorter than hv_kvp_msg; HvError `HV_ERR_INVALID_ARGUMENT` (EINVAL) when no transaction waits for it. */
   onDaemonMessage(msg: Uint8Array): void {
     checkKvpMsg(msg);
     if (this.#registered === 'no') {

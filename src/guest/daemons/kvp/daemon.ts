@@ -61,6 +61,7 @@ export class KvpDaemon {
   readonly #pools: KvpPoolFile[];
   readonly #log: (m: string) => void;
   #version = '';
+  #poolsReady = false;
   #stopped = false;
 
   constructor(o: KvpDaemonOptions = {}) {
@@ -87,7 +88,7 @@ export class KvpDaemon {
    * @throws HvError when the kernel's register answer is not a `hv_kvp_msg`.
    */
   async serve(dev: UapiFile): Promise<void> {
-    for (const p of this.#pools) await p.ensure();
+    await this.#ensurePools();
     dev.write(newKvpMsg(KVP_OP_REGISTER1, 0));
     const reg = await dev.read();
     this.#version = reg.length >= HV_KVP_MSG_SIZE ? getKvpRegisterVersion(reg) : '';
@@ -110,14 +111,23 @@ export class KvpDaemon {
     }
   }
 
+  /** Creates the five pool files (mode 0644) when missing, as the C daemon does at start. */
+  async #ensurePools(): Promise<void> {
+    if (this.#poolsReady) return;
+    for (const p of this.#pools) await p.ensure();
+    this.#poolsReady = true;
+  }
+
   /** Stops after the current message and ends the lock helper. */
   stop(): void {
     this.#stopped = true;
+    for (const p of this.#pools) p.close();
     this.#lock.close();
   }
 
   /** Answers one request in place (the status overwrites bytes 0..3, as the C daemon's `error` does). */
   async handle(msg: Uint8Array): Promise<Uint8Array> {
+    await this.#ensurePools();
     const op = msg[HV_KVP_MSG.offsets.operation]!;
     const poolNo = msg[HV_KVP_MSG.offsets.pool]!;
     let status = HV_S_OK;
