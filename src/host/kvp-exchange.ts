@@ -76,6 +76,8 @@ export class KvpExchange {
   #fault: string | null = null;
   #cancel: (() => void) | null = null;
   #refreshing = false;
+  /** True once every host item reached the guest since its daemon last failed. */
+  #pushed = false;
 
   constructor(o: KvpExchangeOptions) {
     this.#o = o;
@@ -93,7 +95,8 @@ export class KvpExchange {
 
   /** The guest negotiated: push host items, read guest pools, start refreshing. */
   onReady(): void {
-    void this.#pushAll().then(() => this.refresh());
+    this.#pushed = false;
+    void this.refresh();
     this.#schedule();
   }
 
@@ -123,8 +126,10 @@ export class KvpExchange {
       throw new HvError('HV_ERR_INVALID_STATE', `the KVP service of VM '${this.#o.vmName}' is not connected`);
     try {
       const res = await dev.request(r);
-      if (res.status === HV_E_FAIL) this.#fault = 'the guest KVP daemon is not running or failed (HV_E_FAIL)';
-      else this.#fault = null;
+      if (res.status === HV_E_FAIL) {
+        this.#fault = 'the guest KVP daemon is not running or failed (HV_E_FAIL)';
+        this.#pushed = false;
+      } else this.#fault = null;
       return res;
     } catch (e) {
       if (e instanceof HvError && e.code === 'HV_ERR_TIMEOUT')
@@ -140,9 +145,11 @@ export class KvpExchange {
         [KVP_POOL_EXTERNAL, this.#host],
       ] as const) {
         for (const [key, value] of items) {
-          await this.#req({ operation: KVP_OP_SET, pool, key, value: { type: 'string', value } });
+          const r = await this.#req({ operation: KVP_OP_SET, pool, key, value: { type: 'string', value } });
+          if (r.status !== HV_S_OK) return;
         }
       }
+      this.#pushed = true;
     } catch {
       // The next refresh or reconnect tries again; the status shows the fault.
     }
@@ -167,11 +174,13 @@ export class KvpExchange {
     if (this.#refreshing || !this.#dev?.ready) return;
     this.#refreshing = true;
     try {
+      if (!this.#pushed) await this.#pushAll();
       this.#guest = await this.#enumerate(KVP_POOL_GUEST, 'guest');
       this.#intrinsic = await this.#enumerate(KVP_POOL_AUTO, 'intrinsic');
       const nics = new Map<string, KvpNicInfo>();
       for (const mac of this.#o.macs) {
         const before = this.#fault;
+        const pushed = this.#pushed;
         const r = await this.#req({
           operation: KVP_OP_GET_IP_INFO,
           pool: KVP_POOL_GUEST,
@@ -186,7 +195,10 @@ export class KvpExchange {
           },
         });
         // HV_E_FAIL here also means "no interface with that MAC in the guest": not a daemon fault.
-        if (r.status === HV_E_FAIL) this.#fault = before;
+        if (r.status === HV_E_FAIL) {
+          this.#fault = before;
+          this.#pushed = pushed;
+        }
         if (r.status === HV_S_OK && r.ip) nics.set(mac, nicInfo(mac, r.ip));
       }
       this.#nics = nics;

@@ -30,6 +30,7 @@ import { createSharedSynicBuffer, type SharedSynicPort } from '../vmbus/synic-sh
 import { hostSideOfSharedVm } from '../vmbus/vm-link.ts';
 import { type CopyVmFileOptions, type CopyVmFileRequest, copyVmFile } from './copy-vmfile.ts';
 import { parseGuestReport } from './guest-reports.ts';
+import { type GuestAgent, SandboxedKvpAgent } from './guest-agent.ts';
 import { KvpExchange } from './kvp-exchange.ts';
 import { type HostIc, hostIcFactories } from './host-ics.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
@@ -45,6 +46,8 @@ export interface VmSessionFactoryOptions {
   workerUrl?: URL;
   /** How long the guest may take to connect to VMBus, ms (default 15 000). */
   connectTimeoutMs?: number;
+  /** The guest's KVP daemon: ours in the worker (default) or Debian's, sandboxed (`hvis up --guest-agent`). */
+  guestAgent?: GuestAgent;
   /** Heap limit of each guest worker, MiB (default 256). */
   guestHeapMb?: number;
 }
@@ -86,6 +89,7 @@ class WorkerVmSession implements VmSession {
   readonly #referenceTime: () => bigint;
   /** The VM's KVP exchange (host items survive channel re-opens). */
   readonly kvp: KvpExchange;
+  readonly #agent: SandboxedKvpAgent | null;
 
   constructor(cfg: VmConfig, o: VmSessionFactoryOptions) {
     this.#cfg = cfg;
@@ -97,6 +101,7 @@ class WorkerVmSession implements VmSession {
       vmId: cfg.id,
       macs: cfg.networkAdapters.map((n) => n.macAddress.match(/../g)!.join(':')),
     });
+    this.#agent = o.guestAgent === 'hyperv-daemons' ? new SandboxedKvpAgent(cfg.name, (m) => o.log(cfg.name, m)) : null;
     const memory = new GuestMemory(cfg.memoryStartupBytes);
     const refStartNs = process.hrtime.bigint();
     this.#referenceTime = () => (process.hrtime.bigint() - refStartNs) / 100n;
@@ -128,6 +133,7 @@ class WorkerVmSession implements VmSession {
         synicBuffer: sab,
         doorbell: doorbell.port2,
         refStartNs,
+        ...(this.#agent ? { kvpRoot: null, kvpBridgeSocket: this.#agent.socket } : {}),
       },
       transferList: [doorbell.port2],
       resourceLimits: { maxOldGenerationSizeMb: o.guestHeapMb ?? 256 },
@@ -160,6 +166,7 @@ class WorkerVmSession implements VmSession {
       if (r.type === 'connected') {
         clearTimeout(timer);
         connected();
+        this.#agent?.start();
       } else if (r.type === 'devices') this.#devices = r.devices;
       else if (r.type === 'clock')
         this.#ics.get('Time Synchronization')?.device?.noteGuestOffset?.(r.offsetMs);
@@ -200,6 +207,7 @@ class WorkerVmSession implements VmSession {
   #teardown(): void {
     for (const ic of this.#ics.values()) ic.device?.stop();
     this.kvp.stop();
+    this.#agent?.stop();
     this.#synic.close();
   }
 

@@ -9,6 +9,7 @@
 import type { CommandModule } from 'yargs';
 import { startApi } from '../../host/api/server.ts';
 import { Host } from '../../host/host.ts';
+import { checkGuestAgent, guestAgent } from '../../host/guest-agent.ts';
 import { createVmSessionFactory } from '../../host/vm-session.ts';
 import type { Vm } from '../../host/vm.ts';
 import type { VmView } from '../../host/vm-view.ts';
@@ -23,6 +24,7 @@ interface Args {
   json?: boolean | undefined;
   apiPort?: number | undefined;
   profile?: string | undefined;
+  guestAgent?: string | undefined;
 }
 
 /** Get-VM `Version` (VM configuration version) of VMs created on each Windows Server release. */
@@ -64,6 +66,11 @@ export const upCommand: CommandModule<object, Args> = {
         choices: HOST_PROFILE_NAMES,
         describe: 'host version profile (default WS2025)',
       })
+      .option('guest-agent', {
+        type: 'string',
+        choices: ['hvis', 'hyperv-daemons'],
+        describe: "guest KVP daemon: ours (default) or Debian's real hv_kvp_daemon, sandboxed (needs root + hyperv-daemons)",
+      })
       .check((a) => {
         if (
           a.exitAfter !== undefined &&
@@ -92,9 +99,10 @@ export const upCommand: CommandModule<object, Args> = {
       }),
   handler: async (argv) => {
     const profile = hostProfile(argv.profile ?? 'WS2025');
+    checkGuestAgent(guestAgent(argv.guestAgent));
     const log = (vm: string, msg: string) => process.stderr.write(`hvis: [${vm}] ${msg}\n`);
     const host = await Host.open({
-      createSession: createVmSessionFactory({ profile, log }),
+      createSession: createVmSessionFactory({ profile, log, guestAgent: guestAgent(argv.guestAgent) }),
       configVersion: CONFIG_VERSION[profile.name] ?? '12.0',
       log,
     });
