@@ -67,6 +67,7 @@ export function formatLiveView(vms: readonly VmView[]): string {
     const ips = v.NetworkAdapters.flatMap((n) => n.IPAddresses);
     out += `\n${v.Name}: Heartbeat ${v.Heartbeat ?? '-'}   Memory ${Math.round(v.MemoryAssigned / 1024 ** 2)} MB   `;
     out += `IP addresses ${ips.length > 0 ? ips.join(', ') : '(none reported: needs Key-Value Pair Exchange)'}\n`;
+    if (v.GuestOperatingSystem) out += `${v.Name}: Guest OS ${v.GuestOperatingSystem}\n`;
     out += formatTable(
       v.IntegrationServices.map((s) => ({
         Name: s.Name,

@@ -67,6 +67,8 @@ export interface VmView {
   Heartbeat: HeartbeatStatus;
   IntegrationServices: IntegrationServiceView[];
   NetworkAdapters: NetworkAdapterView[];
+  /** Ours (Hyper-V Manager shows it, Get-VM does not): the guest OS from KVP (`OSName OSVersion`), null before. */
+  GuestOperatingSystem: string | null;
   HardDrives: HardDriveView[];
 }
 

@@ -357,6 +357,7 @@ export class Vm {
       ProcessorCount: c.processorCount,
       Heartbeat: this.#heartbeat(),
       IntegrationServices: this.integrationServices(),
+      GuestOperatingSystem: running ? guestOs(this.#session?.kvp) : null,
       NetworkAdapters: c.networkAdapters.map((n) => ({
         Name: n.name,
         SwitchName: n.switchName,
@@ -371,4 +372,12 @@ export class Vm {
       })),
     };
   }
+}
+
+/** `OSName OSVersion` from the guest's intrinsic KVP items, null until reported. */
+function guestOs(kvp: KvpExchange | undefined): string | null {
+  const name = kvp?.intrinsic('OSName');
+  if (!name) return null;
+  const ver = kvp?.intrinsic('OSMajorVersion') || kvp?.intrinsic('OSVersion');
+  return ver ? `${name} ${ver}` : name;
 }
