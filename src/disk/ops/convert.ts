@@ -17,6 +17,10 @@ const MiB = 1024 * 1024;
 const CHUNK = 2 * MiB;
 /** Zero-detection granularity inside a chunk: zero granules are not written, so fixed targets keep holes. */
 const GRANULE = 64 * 1024;
+/** Bytes written to a fixed target between background flushes. */
+const FLUSH_EVERY = 256 * MiB;
+/** Source chunks read ahead of the writer. */
+const READ_AHEAD = 3;
 
 export interface ConvertOptions {
   /** Target type; default: the source's (differencing becomes dynamic). */
@@ -111,9 +115,10 @@ async function writeNonZero(target: BlockDevice, buf: Uint8Array, pos: number): 
 
 /**
  * Copies every non-zero byte of `source` into `target` (which must read as zeros where nothing is written,
- * i.e. be new). The next chunk is read while the previous one is written; writes stay in order, one at a
- * time, so the target's allocator never sees two writes at once. With `blankTarget` false (merge into an
- * existing disk) zero runs are trimmed and zero chunks written, so the target ends up reading as the source.
+ * i.e. be new). Up to READ_AHEAD chunks are read concurrently ahead of the writer (the thread pool serves
+ * them in parallel); writes stay in order, one at a time, so the target's allocator never sees two writes at
+ * once. With `blankTarget` false (merge into an existing disk) zero runs are trimmed and zero chunks
+ * written, so the target ends up reading as the source.
  */
 export async function copyData(
   source: BlockDevice,
@@ -122,9 +127,16 @@ export async function copyData(
   blankTarget = true,
 ): Promise<void> {
   const total = source.size;
-  const buffers = [new Uint8Array(CHUNK), new Uint8Array(CHUNK)];
-  let pending: Promise<void> = Promise.resolve();
-  let slot = 0;
+  // Slot i % SLOTS holds chunk i: READ_AHEAD reads in flight plus the one chunk being written.
+  const slots = Array.from({ length: READ_AHEAD + 1 }, () => new Uint8Array(CHUNK));
+  let writing: Promise<void> = Promise.resolve();
+  // Fixed targets: a flush started every FLUSH_EVERY bytes (never two at once) lets the device write back
+  // while copying goes on, so the caller's final flush has little left to do.
+  let flushing: Promise<void> | null = null;
+  let flushError: unknown = null;
+  let unflushed = 0;
+  const earlyFlush = blankTarget && target.type === 'Fixed';
+  let chunkNo = 0;
   let pos = 0;
   while (pos < total) {
     // Fixed sources have no allocation map: their block status would read the data once more just to find
@@ -135,7 +147,7 @@ export async function copyData(
         : await source.blockStatus(pos, Math.min(total - pos, 1024 * MiB));
     if (st.state === 'zero') {
       if (!blankTarget) {
-        await pending;
+        await writing;
         await target.trim(pos, st.length);
       }
       pos += st.length;
@@ -143,17 +155,47 @@ export async function copyData(
       continue;
     }
     const runEnd = pos + st.length;
-    while (pos < runEnd) {
-      const n = Math.min(CHUNK - (pos % CHUNK), runEnd - pos);
-      const buf = buffers[slot]!.subarray(0, n);
-      await source.read(buf, pos);
-      await pending;
-      if (!blankTarget) pending = target.write(buf, pos);
-      else if (!isZero(buf)) pending = writeNonZero(target, buf, pos);
-      slot ^= 1;
-      pos += n;
+    const reads: { pos: number; buf: Uint8Array; done: Promise<void> }[] = [];
+    let next = pos;
+    const issue = () => {
+      const n = Math.min(CHUNK - (next % CHUNK), runEnd - next);
+      const buf = slots[(chunkNo + reads.length) % slots.length]!.subarray(0, n);
+      reads.push({ pos: next, buf, done: source.read(buf, next) });
+      next += n;
+    };
+    while (reads.length < READ_AHEAD && next < runEnd) issue();
+    while (reads.length > 0) {
+      const c = reads[0]!;
+      await c.done;
+      // The previous chunk's write must finish before its slot is read into again.
+      await writing;
+      reads.shift();
+      chunkNo++;
+      if (next < runEnd) issue();
+      if (!blankTarget) writing = target.write(c.buf, c.pos);
+      else if (!isZero(c.buf)) {
+        writing = writeNonZero(target, c.buf, c.pos);
+        unflushed += c.buf.length;
+      }
+      if (earlyFlush && unflushed >= FLUSH_EVERY && flushing === null) {
+        unflushed = 0;
+        flushing = writing
+          .then(() => target.flush())
+          .then(
+            () => {
+              flushing = null;
+            },
+            (err: unknown) => {
+              flushError ??= err;
+              flushing = null;
+            },
+          );
+      }
+      pos = c.pos + c.buf.length;
       progress?.(pos, total);
     }
   }
-  await pending;
+  await writing;
+  await flushing;
+  if (flushError !== null) throw flushError;
 }
