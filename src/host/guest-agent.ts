@@ -26,10 +26,16 @@ export function checkGuestAgent(agent: GuestAgent): void {
   try {
     accessSync('/usr/sbin/hv_kvp_daemon', constants.X_OK);
   } catch {
-    throw new HvError('HV_ERR_UNSUPPORTED', "--guest-agent hyperv-daemons needs Debian's package 'hyperv-daemons' (apt-get install hyperv-daemons)");
+    throw new HvError(
+      'HV_ERR_UNSUPPORTED',
+      "--guest-agent hyperv-daemons needs Debian's package 'hyperv-daemons' (apt-get install hyperv-daemons)",
+    );
   }
   if (process.getuid?.() !== 0) {
-    throw new HvError('HV_ERR_UNSUPPORTED', '--guest-agent hyperv-daemons runs the daemon in mount and network namespaces: run hvis as root');
+    throw new HvError(
+      'HV_ERR_UNSUPPORTED',
+      '--guest-agent hyperv-daemons runs the daemon in mount and network namespaces: run hvis as root',
+    );
   }
 }
 
