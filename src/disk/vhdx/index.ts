@@ -1,5 +1,6 @@
 /** VHDX: the block device, creation and check/repair. See vhdx-disk.ts for the crash-safety rules. */
-export { VhdxDisk, type VhdxOpenOptions } from './vhdx-disk.ts';
+export { type FileAllocation, VhdxDisk, type VhdxOpenOptions } from './vhdx-disk.ts';
+export { compactVhdx, planMoves, type VhdxCompactResult } from './compact.ts';
 export {
   createVhdx,
   type VhdxCreateOptions,

@@ -55,6 +55,7 @@ import {
   writeU64,
 } from './format.ts';
 import { ImageFile } from './image-file.ts';
+import { IoGate } from './io-gate.ts';
 import { encodeLogEntry, findActiveSequence, LOG_SECTOR, descriptorSectors } from './log.ts';
 import { decodeMetadata, type VhdxMetadata } from './metadata.ts';
 import { createVhdx, type VhdxCreateOptions } from './create.ts';
@@ -110,6 +111,8 @@ export class VhdxDisk implements BlockDevice {
   #dataGuidChanged = false;
   #closed = false;
   #chain: Promise<unknown> = Promise.resolve();
+  /** I/O runs shared; resize, compaction steps, repair and close run exclusive (see io-gate.ts). */
+  #gate = new IoGate();
 
   private constructor(
     file: ImageFile,
@@ -291,24 +294,21 @@ export class VhdxDisk implements BlockDevice {
     return d;
   }
 
-  /** File ranges no block may overlap: the header section, the log, every region. */
-  #reservedRanges(): Array<[number, number]> {
-    const reserved: Array<[number, number]> = [[0, MiB]];
-    const h = this.#header;
-    if (h.logLength) reserved.push([h.logOffset, h.logOffset + h.logLength]);
-    for (const r of this.#regions) reserved.push([r.fileOffset, r.fileOffset + r.length]);
-    return reserved;
-  }
-
-  /** Checks every BAT entry: legal state for the type, zero reserved bits, blocks inside the file, no overlap. */
+  /**
+   * Checks every BAT entry: legal state for the type, zero reserved bits, blocks and bitmaps inside the file and
+   * clear of the header section, log and regions, no file space owned by two entries (a read-only open only
+   * notes double references in `problems`, so the data stays readable for convert-vhd).
+   */
   #validateBat(lenient: boolean): void {
     const g = this.#geo;
     const dv = this.#batDv;
     const fileSize = this.#file.size;
     const diff = this.#meta.hasParent;
     const fixed = this.type === 'Fixed';
-    const reserved = this.#reservedRanges();
+    const reserved = this.reservedRanges();
     let end = Math.max(...reserved.map((r) => r[1]), ceilTo(fileSize, MiB));
+    /** [start, end, BAT index] of every entry that owns file space inside the file. */
+    const owned: Array<[number, number, number]> = [];
     const report = (msg: string): void => {
       if (!lenient) corrupt(`${this.path}: ${msg}`);
       this.problems.push(msg);
@@ -329,8 +329,15 @@ export class VhdxDisk implements BlockDevice {
           );
           continue;
         }
-        if (off < MiB || off >= fileSize)
+        if (off < MiB || off >= fileSize) {
           report(`sector bitmap entry ${i} points at ${off}, outside the file`);
+          continue;
+        }
+        if (reserved.some(([s, e]) => off < e && s < off + MiB)) {
+          report(`sector bitmap entry ${i} points at ${off}, inside the header section, log or a region`);
+          continue;
+        }
+        owned.push([off, off + MiB, i]);
         end = Math.max(end, off + MiB);
         continue;
       }
@@ -363,7 +370,19 @@ export class VhdxDisk implements BlockDevice {
         report(`BAT entry ${i} points at ${off}, inside the header section, log or a region`);
         continue;
       }
+      owned.push([off, off + g.blockSize, i]);
       end = Math.max(end, off + g.blockSize);
+    }
+    // Two entries sharing file space: a write through one would change the other's data.
+    owned.sort((a, b) => a[0] - b[0]);
+    let last: [number, number, number] | undefined;
+    for (const r of owned) {
+      if (last && r[0] < last[1]) {
+        const msg = `BAT entries ${last[2]} and ${r[2]} both point into [${r[0]}, ${Math.min(r[1], last[1])}) (double-referenced file space)`;
+        if (this.readOnly) this.problems.push(msg);
+        else report(msg);
+      }
+      if (!last || r[1] > last[1]) last = r;
     }
     if (fixed && lenient) {
       for (let b = 0; b < g.payloadBlocks; b++) {
@@ -449,7 +468,11 @@ export class VhdxDisk implements BlockDevice {
     if (this.#closed) throw new HvError('HV_ERR_INVALID_STATE', `${this.path} is closed`);
   }
 
-  async read(buf: Uint8Array, offset: number): Promise<void> {
+  read(buf: Uint8Array, offset: number): Promise<void> {
+    return this.#gate.shared(() => this.#read(buf, offset));
+  }
+
+  async #read(buf: Uint8Array, offset: number): Promise<void> {
     this.#checkRange(offset, buf.length, 'read');
     const bs = this.#geo.blockSize;
     let done = 0;
@@ -580,7 +603,11 @@ export class VhdxDisk implements BlockDevice {
     }
   }
 
-  async write(buf: Uint8Array, offset: number): Promise<void> {
+  write(buf: Uint8Array, offset: number): Promise<void> {
+    return this.#gate.shared(() => this.#write(buf, offset));
+  }
+
+  async #write(buf: Uint8Array, offset: number): Promise<void> {
     this.#checkRange(offset, buf.length, 'write');
     await this.#beginChange(true);
     const bs = this.#geo.blockSize;
@@ -634,7 +661,11 @@ export class VhdxDisk implements BlockDevice {
    * Commits: fsync the data, then every pending metadata sector through the log (entry, fsync, in place).
    * Once this resolves, every write before it survives a crash.
    */
-  async flush(): Promise<void> {
+  flush(): Promise<void> {
+    return this.#gate.shared(() => this.#flush());
+  }
+
+  async #flush(): Promise<void> {
     if (this.readOnly || this.#closed) return;
     await this.#locked(() => this.#flushLocked());
   }
@@ -710,7 +741,11 @@ export class VhdxDisk implements BlockDevice {
    * PAYLOAD_BLOCK_ZERO (FileOffsetMB 0); partial blocks, fixed files and differencing files get zeros written
    * (a differencing file must hide its parent, which ZERO may not do in every reader).
    */
-  async trim(offset: number, length: number): Promise<void> {
+  trim(offset: number, length: number): Promise<void> {
+    return this.#gate.shared(() => this.#trim(offset, length));
+  }
+
+  async #trim(offset: number, length: number): Promise<void> {
     this.#checkRange(offset, length, 'trim');
     if (length === 0) return;
     await this.#beginChange(true);
@@ -732,14 +767,18 @@ export class VhdxDisk implements BlockDevice {
         }
       } else if (this.type !== 'Dynamic' || state === PAYLOAD_BLOCK_FULLY_PRESENT) {
         for (let o = 0; o < n; o += zeros.length) {
-          await this.write(zeros.subarray(0, Math.min(zeros.length, n - o)), pos + o);
+          await this.#write(zeros.subarray(0, Math.min(zeros.length, n - o)), pos + o);
         }
       }
       done += n;
     }
   }
 
-  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
+  blockStatus(offset: number, length: number): Promise<BlockStatus> {
+    return this.#gate.shared(() => this.#blockStatus(offset, length));
+  }
+
+  async #blockStatus(offset: number, length: number): Promise<BlockStatus> {
     this.#checkRange(offset, length, 'blockStatus');
     if (length === 0) invalid('blockStatus: length must be at least one sector');
     const bs = this.#geo.blockSize;
@@ -772,7 +811,12 @@ export class VhdxDisk implements BlockDevice {
    * @throws HvError `HV_ERR_INVALID_ARGUMENT` (size not a sector multiple, 0 or above 64 TiB),
    * `HV_ERR_INVALID_STATE` (data beyond the new size, or read-only).
    */
-  async resize(newSize: number): Promise<void> {
+  resize(newSize: number): Promise<void> {
+    return this.#gate.exclusive(() => this.#resize(newSize));
+  }
+
+  async #resize(newSize: number): Promise<void> {
+    if (this.#closed) throw new HvError('HV_ERR_INVALID_STATE', `${this.path} is closed`);
     const ss = this.logicalSectorSize;
     if (!Number.isSafeInteger(newSize) || newSize <= 0 || newSize % ss || newSize > VHDX_MAX_DISK_SIZE) {
       invalid(`new size ${newSize} must be a positive multiple of ${ss} bytes up to 64 TiB`);
@@ -790,7 +834,7 @@ export class VhdxDisk implements BlockDevice {
       }
     }
     await this.#beginChange(true);
-    await this.flush();
+    await this.#flush();
     if (newSize < this.size) {
       // Blocks past the end are dropped; the tail of a kept partial block is zeroed so a later grow reads zeros.
       const keep = ng.payloadBlocks;
@@ -798,7 +842,7 @@ export class VhdxDisk implements BlockDevice {
         setEntry(this.#batDv, payloadIndex(g, b), PAYLOAD_BLOCK_NOT_PRESENT, 0);
       const tailStart = newSize;
       const tailEnd = Math.min(keep * g.blockSize, this.size);
-      if (tailEnd > tailStart) await this.trim(tailStart, tailEnd - tailStart);
+      if (tailEnd > tailStart) await this.#trim(tailStart, tailEnd - tailStart);
       for (let i = ng.totalEntries; i < g.totalEntries; i++) setEntry(this.#batDv, i, 0, 0);
       for (let s = Math.floor((ng.totalEntries * 8) / SECTOR); s < this.#bat.length / SECTOR; s++)
         this.#dirtyBat.add(s);
@@ -853,7 +897,7 @@ export class VhdxDisk implements BlockDevice {
     for (const e of extra) this.#dirtyExtra.set(e.fileOffset, e.data);
     this.#meta = { ...this.#meta, virtualDiskSize: newSize };
     this.#geo = ng;
-    await this.flush();
+    await this.#flush();
   }
 
   /** End of the last allocated payload block, clamped to the size (bytes); 0 when nothing is allocated. */
@@ -908,66 +952,287 @@ export class VhdxDisk implements BlockDevice {
     return { state: entryState(this.#batDv, i), fileOffset: entryOffsetMB(this.#batDv, i) * MiB };
   }
 
-  /**
-   * Sets payload block entries through the log (check --repair and compaction use it): `state` with FileOffsetMB
-   * 0 for non-present states.
-   */
-  async setBlockState(block: number, state: number, fileOffset = 0): Promise<void> {
-    if (this.readOnly) throw new HvError('HV_ERR_INVALID_STATE', `${this.path} is open read-only`);
-    await this.#beginChange(state !== PAYLOAD_BLOCK_FULLY_PRESENT);
-    const i = payloadIndex(this.#geo, block);
-    setEntry(this.#batDv, i, state, fileOffset / MiB);
-    this.#dirtyBat.add(Math.floor((i * 8) / SECTOR));
+  /** BAT geometry of this file (entry counts, chunk ratio, block size). */
+  get geometry(): Readonly<BatGeometry> {
+    return this.#geo;
   }
 
-  /** Rewrites BAT entries that check found bad (bitmap entries in non-differencing files, bad pointers). */
-  async repairBat(): Promise<string[]> {
-    const fixed: string[] = [];
+  /** Apparent file size in bytes. */
+  get fileSize(): number {
+    return this.#file.size;
+  }
+
+  /** File ranges `[start, end)` in bytes that no block may overlap: the header section, the log, every region. */
+  reservedRanges(): Array<[number, number]> {
+    const reserved: Array<[number, number]> = [[0, MiB]];
+    const h = this.#header;
+    if (h.logLength) reserved.push([h.logOffset, h.logOffset + h.logLength]);
+    for (const r of this.#regions) reserved.push([r.fileOffset, r.fileOffset + r.length]);
+    return reserved;
+  }
+
+  /**
+   * Every BAT entry that owns file space, in BAT order: payload blocks in FULLY_PRESENT or PARTIALLY_PRESENT
+   * state (`blockSize` bytes) and SB_BLOCK_PRESENT sector bitmaps (1 MiB). `block` is the payload block number
+   * or the chunk number. Entries pointing past the end of the file are included.
+   */
+  allocations(): FileAllocation[] {
     const g = this.#geo;
     const dv = this.#batDv;
-    const size = this.#file.size;
-    const reserved = this.#reservedRanges();
-    await this.#beginChange(false);
+    const out: FileAllocation[] = [];
     for (let i = 0; i < g.totalEntries; i++) {
-      const isBitmap = i % (g.chunkRatio + 1) === g.chunkRatio;
       const st = entryState(dv, i);
-      const off = entryOffsetMB(dv, i) * MiB;
-      let bad = entryReserved(dv, i) !== 0;
-      if (isBitmap)
-        bad ||=
-          (!this.#meta.hasParent && (st !== 0 || off !== 0)) || (st === SB_BLOCK_PRESENT && off >= size);
-      else if (st === PAYLOAD_BLOCK_FULLY_PRESENT || st === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
-        bad ||= off >= size || (st === PAYLOAD_BLOCK_PARTIALLY_PRESENT && !this.#meta.hasParent);
-        bad ||= reserved.some(([a, b]) => off < b && a < off + g.blockSize);
-      } else if (off !== 0 || st === 4) bad = true;
-      if (bad) {
-        setEntry(dv, i, 0, 0);
-        this.#dirtyBat.add(Math.floor((i * 8) / SECTOR));
-        fixed.push(`BAT entry ${i} reset to NOT_PRESENT`);
+      const chunk = Math.floor(i / (g.chunkRatio + 1));
+      if (i % (g.chunkRatio + 1) === g.chunkRatio) {
+        if (st === SB_BLOCK_PRESENT)
+          out.push({
+            index: i,
+            kind: 'bitmap',
+            block: chunk,
+            fileOffset: entryOffsetMB(dv, i) * MiB,
+            length: MiB,
+          });
+      } else if (st === PAYLOAD_BLOCK_FULLY_PRESENT || st === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+        const block = i - chunk;
+        if (block < g.payloadBlocks)
+          out.push({
+            index: i,
+            kind: 'payload',
+            block,
+            fileOffset: entryOffsetMB(dv, i) * MiB,
+            length: g.blockSize,
+          });
       }
     }
-    await this.flush();
-    return fixed;
+    return out;
+  }
+
+  /**
+   * Compaction, step 1: sets each listed payload block to `state` (NOT_PRESENT, UNDEFINED, ZERO or UNMAPPED) with
+   * FileOffsetMB 0, clears the sector-bitmap bits of blocks that were PARTIALLY_PRESENT, drops the sector bitmap
+   * of every chunk left without a PARTIALLY_PRESENT block, and commits through the log. The DataWriteGuid is
+   * kept: the caller guarantees that what the chain reads does not change, so children stay linked.
+   * @throws HvError `HV_ERR_INVALID_ARGUMENT` (block out of range or a present state), `HV_ERR_INVALID_STATE`
+   * (read-only or closed).
+   */
+  deallocate(blocks: ReadonlyArray<{ block: number; state: number }>): Promise<void> {
+    return this.#gate.exclusive(async () => {
+      this.#checkOpen();
+      const g = this.#geo;
+      for (const { block, state } of blocks) {
+        if (!Number.isInteger(block) || block < 0 || block >= g.payloadBlocks)
+          invalid(`block ${block} is out of range`);
+        if (state < PAYLOAD_BLOCK_NOT_PRESENT || state > PAYLOAD_BLOCK_UNMAPPED)
+          invalid(`deallocate: state ${state} is not a non-present payload state`);
+      }
+      await this.#beginChange(false);
+      await this.#locked(async () => {
+        const dv = this.#batDv;
+        for (const { block, state } of blocks) {
+          const i = payloadIndex(g, block);
+          const was = entryState(dv, i);
+          setEntry(dv, i, state, 0);
+          this.#dirtyBat.add(Math.floor((i * 8) / SECTOR));
+          if (was === PAYLOAD_BLOCK_PARTIALLY_PRESENT && this.#meta.hasParent) {
+            const ss = this.logicalSectorSize;
+            const count = Math.ceil(Math.min(g.blockSize, this.size - block * g.blockSize) / ss);
+            await this.#clearBitmapBits((block * g.blockSize) / ss, count);
+          }
+        }
+        for (let c = 0; c < g.bitmapBlocks && this.#meta.hasParent; c++) {
+          const bi = bitmapIndex(g, c);
+          if (entryState(dv, bi) !== SB_BLOCK_PRESENT) continue;
+          let partial = false;
+          for (
+            let b = c * g.chunkRatio;
+            b < Math.min(g.payloadBlocks, (c + 1) * g.chunkRatio) && !partial;
+            b++
+          )
+            partial = entryState(dv, payloadIndex(g, b)) === PAYLOAD_BLOCK_PARTIALLY_PRESENT;
+          if (partial) continue;
+          setEntry(dv, bi, SB_BLOCK_NOT_PRESENT, 0);
+          this.#dirtyBat.add(Math.floor((bi * 8) / SECTOR));
+          this.#bitmaps.delete(c);
+          this.#dirtyBitmap.delete(c);
+        }
+        await this.#flushLocked();
+      });
+    });
+  }
+
+  async #clearBitmapBits(firstSector: number, count: number): Promise<void> {
+    for (let s = firstSector; s < firstSector + count; ) {
+      const chunk = Math.floor(s / 2 ** 23);
+      const end = Math.min(firstSector + count, (chunk + 1) * 2 ** 23);
+      if (entryState(this.#batDv, bitmapIndex(this.#geo, chunk)) !== SB_BLOCK_PRESENT) {
+        s = end;
+        continue;
+      }
+      const bm = await this.#bitmap(chunk);
+      const dirty = this.#dirtyBitmap.get(chunk) ?? new Set<number>();
+      this.#dirtyBitmap.set(chunk, dirty);
+      for (; s < end; s++) {
+        const bit = s - chunk * 2 ** 23;
+        bm[bit >>> 3]! &= ~(1 << (bit & 7));
+        dirty.add(bit >>> 15);
+      }
+    }
+  }
+
+  /**
+   * Moves the file space of BAT entries (compaction step 2; repair of double references): commits pending
+   * changes, copies each entry's range to `to` (or to fresh space at the end of the file when `to` is omitted),
+   * fsyncs, then points the entries at the copies through the log. A kill at any point leaves every entry
+   * pointing at intact data (old or new place). The old places are free once this resolves.
+   * @throws HvError `HV_ERR_INVALID_ARGUMENT` (an index that owns no space, a target not 1 MiB aligned, or one
+   * overlapping a structure, an allocated block or another target), `HV_ERR_INVALID_STATE` (read-only or closed).
+   */
+  relocate(moves: ReadonlyArray<{ index: number; to?: number }>): Promise<void> {
+    return this.#gate.exclusive(async () => {
+      this.#checkOpen();
+      const byIndex = new Map(this.allocations().map((a) => [a.index, a]));
+      const used = [
+        ...this.reservedRanges(),
+        ...[...byIndex.values()].map((a): [number, number] => [a.fileOffset, a.fileOffset + a.length]),
+      ];
+      const plan: Array<{ from: FileAllocation; to: number | undefined }> = [];
+      for (const m of moves) {
+        const from = byIndex.get(m.index);
+        if (!from) invalid(`relocate: BAT entry ${m.index} owns no file space`);
+        if (m.to !== undefined) {
+          const t = m.to;
+          if (!Number.isSafeInteger(t) || t < MiB || t % MiB)
+            invalid(`relocate: target ${t} is not a 1 MiB-aligned offset past the header section`);
+          if (used.some(([a, b]) => t < b && a < t + from.length))
+            invalid(
+              `relocate: target ${t} of BAT entry ${m.index} overlaps a structure, a block or another target`,
+            );
+          used.push([t, t + from.length]);
+        }
+        plan.push({ from, to: m.to });
+      }
+      if (plan.length === 0) return;
+      await this.#beginChange(false);
+      await this.#locked(async () => {
+        await this.#flushLocked();
+        const buf = new Uint8Array(Math.min(4 * MiB, this.#geo.blockSize));
+        for (const p of plan) {
+          const to = p.to ?? (await this.#allocate(p.from.length));
+          for (let o = 0; o < p.from.length; o += buf.length) {
+            const part = buf.subarray(0, Math.min(buf.length, p.from.length - o));
+            await this.#file.read(part, p.from.fileOffset + o);
+            await this.#file.write(part, to + o);
+          }
+          const st = entryState(this.#batDv, p.from.index);
+          setEntry(this.#batDv, p.from.index, st, to / MiB);
+          this.#dirtyBat.add(Math.floor((p.from.index * 8) / SECTOR));
+        }
+        // #flushLocked fsyncs the copies before the log entry that points at them.
+        await this.#flushLocked();
+      });
+    });
+  }
+
+  /**
+   * Compaction, step 3: commits, empties the log (so no entry names a longer file), then truncates the file to
+   * the end of the last structure or allocated block, rounded up to 1 MiB. Returns the file size afterwards.
+   * @throws HvError `HV_ERR_INVALID_STATE` (read-only or closed), `HV_ERR_IO`.
+   */
+  truncateUnused(): Promise<number> {
+    return this.#gate.exclusive(async () => {
+      this.#checkOpen();
+      let end = 0;
+      for (const [, e] of this.reservedRanges()) end = Math.max(end, e);
+      for (const a of this.allocations()) end = Math.max(end, a.fileOffset + a.length);
+      end = ceilTo(end, MiB);
+      if (end >= this.#file.size) return this.#file.size;
+      await this.#beginChange(false);
+      await this.#locked(async () => {
+        await this.#flushLocked();
+        await this.#file.sync();
+        if (!this.#header.logGuid.equals(Guid.NIL)) {
+          const stub = { header: this.#header, slot: this.#headerSlot };
+          this.#header = await writeHeaderTwice(this.#file, stub, { logGuid: Guid.NIL });
+          this.#headerSlot = stub.slot;
+        }
+        await this.#file.truncate(end);
+        await this.#file.sync();
+        this.#nextFree = end;
+      });
+      return end;
+    });
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new HvError('HV_ERR_INVALID_STATE', `${this.path} is closed`);
+    if (this.readOnly) throw new HvError('HV_ERR_INVALID_STATE', `${this.path} is open read-only`);
+  }
+
+  /**
+   * Rewrites BAT entries that check found bad to NOT_PRESENT: reserved bits set, illegal states, blocks or
+   * bitmaps past the end of the file or overlapping the header section, the log or a region.
+   */
+  repairBat(): Promise<string[]> {
+    return this.#gate.exclusive(async () => {
+      this.#checkOpen();
+      const fixed: string[] = [];
+      const g = this.#geo;
+      const dv = this.#batDv;
+      const size = this.#file.size;
+      const reserved = this.reservedRanges();
+      const overlaps = (off: number, len: number): boolean =>
+        reserved.some(([a, b]) => off < b && a < off + len);
+      await this.#beginChange(false);
+      for (let i = 0; i < g.totalEntries; i++) {
+        const isBitmap = i % (g.chunkRatio + 1) === g.chunkRatio;
+        const st = entryState(dv, i);
+        const off = entryOffsetMB(dv, i) * MiB;
+        let bad = entryReserved(dv, i) !== 0;
+        if (isBitmap)
+          bad ||=
+            (!this.#meta.hasParent && (st !== 0 || off !== 0)) ||
+            (st === SB_BLOCK_PRESENT && (off >= size || overlaps(off, MiB)));
+        else if (st === PAYLOAD_BLOCK_FULLY_PRESENT || st === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+          bad ||= off >= size || (st === PAYLOAD_BLOCK_PARTIALLY_PRESENT && !this.#meta.hasParent);
+          bad ||= overlaps(off, g.blockSize);
+        } else if (off !== 0 || st === 4) bad = true;
+        if (bad) {
+          setEntry(dv, i, 0, 0);
+          if (isBitmap) this.#bitmaps.delete(Math.floor(i / (g.chunkRatio + 1)));
+          this.#dirtyBat.add(Math.floor((i * 8) / SECTOR));
+          fixed.push(`BAT entry ${i} reset to NOT_PRESENT`);
+        }
+      }
+      await this.#flush();
+      return fixed;
+    });
   }
 
   /** Rewrites both region tables (through the log) from the copy that was read. */
-  async rewriteRegionTables(): Promise<void> {
-    await this.#beginChange(false);
-    const table = encodeRegionTable(this.#regions);
-    for (const base of [VHDX_REGION_TABLE1_OFFSET, VHDX_REGION_TABLE2_OFFSET]) {
-      for (let s = 0; s < VHDX_REGION_TABLE_SIZE / SECTOR; s++) {
-        this.#dirtyExtra.set(base + s * SECTOR, table.slice(s * SECTOR, (s + 1) * SECTOR));
+  rewriteRegionTables(): Promise<void> {
+    return this.#gate.exclusive(async () => {
+      this.#checkOpen();
+      await this.#beginChange(false);
+      const table = encodeRegionTable(this.#regions);
+      for (const base of [VHDX_REGION_TABLE1_OFFSET, VHDX_REGION_TABLE2_OFFSET]) {
+        for (let s = 0; s < VHDX_REGION_TABLE_SIZE / SECTOR; s++) {
+          this.#dirtyExtra.set(base + s * SECTOR, table.slice(s * SECTOR, (s + 1) * SECTOR));
+        }
       }
-    }
-    await this.flush();
+      await this.#flush();
+    });
   }
 
-  /** Commits pending changes, empties the log, closes the file and the parent chain. */
-  async close(): Promise<void> {
+  /** Waits for I/O in flight, commits pending changes, empties the log, closes the file and the parent chain. */
+  close(): Promise<void> {
+    return this.#gate.exclusive(() => this.#close());
+  }
+
+  async #close(): Promise<void> {
     if (this.#closed) return;
     try {
       if (!this.readOnly) {
-        await this.flush();
+        await this.#flush();
         if (!this.#header.logGuid.equals(Guid.NIL)) {
           const stub = { header: this.#header, slot: this.#headerSlot };
           this.#header = await writeHeaderTwice(this.#file, stub, { logGuid: Guid.NIL });
@@ -979,6 +1244,19 @@ export class VhdxDisk implements BlockDevice {
       await this.#parent?.close();
     }
   }
+}
+
+/** File space owned by one BAT entry (see {@link VhdxDisk.allocations}). */
+export interface FileAllocation {
+  /** BAT index. */
+  index: number;
+  kind: 'payload' | 'bitmap';
+  /** Payload block number, or chunk number for a sector bitmap. */
+  block: number;
+  /** Bytes. */
+  fileOffset: number;
+  /** Bytes: the block size, or 1 MiB for a sector bitmap. */
+  length: number;
 }
 
 /**
