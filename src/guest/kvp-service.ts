@@ -6,8 +6,8 @@
  * attached daemon stays attached; a channel close fails the transaction in flight.
  */
 import { UapiSocketBridge } from '../bridges/uapi/server.ts';
-import { KvpGuest } from '../devices/kvp/guest.ts';
 import type { IcGuestFlavor } from '../devices/ic/guest.ts';
+import { KvpGuest } from '../devices/kvp/guest.ts';
 import { HvError } from '../protocol/errors.ts';
 import type { ChannelHandler, ChannelIo, Clock } from '../vmbus/channel-io.ts';
 import { KvpDaemon } from './daemons/kvp/daemon.ts';

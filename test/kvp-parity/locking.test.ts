@@ -16,8 +16,8 @@ import { spawnSandboxedDaemon, writeFakeScripts } from '../../src/bridges/uapi/s
 import { FileLock } from '../../src/guest/daemons/kvp/file-lock.ts';
 import { KvpPoolFile, parsePool } from '../../src/guest/daemons/kvp/pool-file.ts';
 import { HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
-import { requirePeer } from '../peers.ts';
 import { kvpStack } from '../devices/kvp/stack.ts';
+import { requirePeer } from '../peers.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/kvp-lock-`);
 after(() => rmSync(scratch, { recursive: true, force: true }));

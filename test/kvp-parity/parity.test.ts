@@ -14,8 +14,8 @@ import type { KvpHost } from '../../src/devices/kvp/host.ts';
 import { parsePool } from '../../src/guest/daemons/kvp/pool-file.ts';
 import { HV_E_FAIL, HV_S_CONT, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import type { KvpRequest } from '../../src/protocol/ic/kvp.ts';
-import { requirePeer } from '../peers.ts';
 import { kvpStack } from '../devices/kvp/stack.ts';
+import { requirePeer } from '../peers.ts';
 
 const GUID = '{f8615163-df3e-46c5-913f-f2d2f965ed0e}';
 const MAC = '00:15:5D:00:00:01';

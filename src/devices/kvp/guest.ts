@@ -50,8 +50,8 @@ import {
   setKvpEnumIndex,
 } from '../../protocol/uapi/kvp.ts';
 import { writeCStringTruncated } from '../../protocol/uapi/strings.ts';
-import { MAX_PIPE_DATA_PAYLOAD, VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
 import { VM_PKT_DATA_INBAND } from '../../protocol/vmbus/packet.ts';
+import { MAX_PIPE_DATA_PAYLOAD, VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
 import { IcGuest, type IcGuestFlavor, type IcGuestVersions, type IcSelection } from '../ic/guest.ts';
 

@@ -10,10 +10,10 @@ import {
   decodeKvpIpReply,
   decodeKvpReply,
   encodeKvpRequest,
+  KVP_IC_BODY,
   KVP_OP_ENUMERATE,
   KVP_OP_GET,
   KVP_OP_GET_IP_INFO,
-  KVP_IC_BODY,
   type KvpIpInfo,
   type KvpRequest,
 } from '../../protocol/ic/kvp.ts';

@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { hostKvpOffer, KvpHost, type KvpResult } from '../../../src/devices/kvp/host.ts';
 import { KvpGuest } from '../../../src/devices/kvp/guest.ts';
+import { hostKvpOffer, KvpHost, type KvpResult } from '../../../src/devices/kvp/host.ts';
 import { UapiDevNode } from '../../../src/guest/devnode.ts';
 import { isHvError } from '../../../src/protocol/errors.ts';
 import { HV_E_FAIL, HV_S_OK } from '../../../src/protocol/ic/icmsg.ts';

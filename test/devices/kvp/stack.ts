@@ -4,8 +4,8 @@
  * a daemon (ours or Debian's through hvshim) attaches.
  */
 import { UapiSocketBridge } from '../../../src/bridges/uapi/server.ts';
-import { hostKvpOffer, KvpHost } from '../../../src/devices/kvp/host.ts';
 import { KvpGuest } from '../../../src/devices/kvp/guest.ts';
+import { hostKvpOffer, KvpHost } from '../../../src/devices/kvp/host.ts';
 import { UapiDevNode } from '../../../src/guest/devnode.ts';
 import { HvError } from '../../../src/protocol/errors.ts';
 import {

@@ -3,7 +3,7 @@
  * tools/hv/hv_kvp_daemon.c does (reference/vmbus-core-ics.md §7.3): index → key, index ≥ 10 → end.
  */
 import { readFileSync } from 'node:fs';
-import { hostname, machine, networkInterfaces, release, type as osType } from 'node:os';
+import { hostname, machine, networkInterfaces, type as osType, release } from 'node:os';
 
 export const AUTO_KEYS = [
   'FullyQualifiedDomainName',
