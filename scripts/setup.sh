@@ -11,6 +11,8 @@ PKGS=(
   libvhdi-utils python3-libvhdi # disk oracle: vhdiinfo, pyvhdi
   e2fsprogs                     # mke2fs -d / e2fsck -fn on converted images
   hyperv-daemons iproute2       # KVP parity/bench: Debian's real hv_kvp_daemon (+ fcopy, vss); ip for the sandbox
+  libnbd-bin                    # storage: nbdinfo, nbdcopy against our NBD export of a guest disk
+  fio                           # storage: fio nbd engine verify job and bench/storage IOPS
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -367,10 +367,8 @@ class StorvspChannel implements ChannelHandler {
         finish(this.#noLunInquiry(req.lun, cdb, data));
         return;
       }
-      {
-        finish(srbError(vs.SRB_STATUS_INVALID_LUN));
-        return;
-      }
+      finish(srbError(vs.SRB_STATUS_INVALID_LUN));
+      return;
     }
     disk.execute(cdb, data).then(finish, (e: unknown) => {
       this.#c.log(`storvsp: LUN ${req.lun}: ${(e as Error).message}`);
