@@ -4,12 +4,14 @@
  * made with the spec-layout byte surgery in helpers.ts.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { isHvError } from '../../../src/protocol/errors.ts';
 import { batGeometry } from '../../../src/disk/vhdx/bat.ts';
+import { requirePeer } from '../../peers.ts';
 import { checkVhdx, VhdxDisk } from '../../../src/disk/vhdx/index.ts';
 import {
   BAT_GUID_BYTES,
@@ -464,4 +466,38 @@ test('concurrent writes into one unallocated block allocate it once and all land
       `${type}: block allocated more than once (${statSync(p).size} bytes)`,
     );
   }
+});
+
+test('online resize: a grow that moves the BAT waits for writes in flight and holds new ones; every write lands', async () => {
+  const p = join(dir, 'online-resize.vhdx');
+  const d = await VhdxDisk.create(p, { size: 16 * MiB, type: 'dynamic', blockSize: MiB });
+  const twin = new Uint8Array(16 * MiB);
+  const writes: Array<Promise<void>> = [];
+  const issue = (i: number) => {
+    // Each write allocates a new 1 MiB block (or fills one), so BAT entries change while the resize runs.
+    const off = ((i * 7) % 16) * MiB + (i % 8) * 4096;
+    const data = filled(4096, 1 + (i % 250));
+    twin.set(data, off);
+    writes.push(d.write(data, off));
+  };
+  for (let i = 0; i < 40; i++) issue(i);
+  // 1 MiB blocks: a 1 MiB BAT region holds 131072 entries (128 GiB); 200 GiB forces the BAT to move.
+  const grown = d.resize(200 * 1024 * MiB);
+  for (let i = 40; i < 80; i++) issue(i);
+  const late = d.write(filled(4096, 0xee), 150 * 1024 * MiB);
+  await Promise.all([...writes, grown, late]);
+  assert.equal(d.size, 200 * 1024 * MiB);
+  await d.close();
+  const r = await VhdxDisk.open(p, { readOnly: true });
+  const got = new Uint8Array(16 * MiB);
+  await r.read(got, 0);
+  assert.ok(
+    Buffer.from(got).equals(Buffer.from(twin)),
+    'every write before and during the resize reads back',
+  );
+  const tail = new Uint8Array(4096);
+  await r.read(tail, 150 * 1024 * MiB);
+  assert.ok(tail.every((b) => b === 0xee));
+  await r.close();
+  execFileSync(requirePeer('qemu-img', 'qemu-utils'), ['check', '-f', 'vhdx', p], { stdio: 'pipe' });
 });
