@@ -87,7 +87,12 @@ test('22: region table 1 corrupt → table 2 is used; check reports it and repai
   assert.match(c.problems.join('\n'), /region table at 192 KiB: .*checksum/);
   const r = await checkVhdx(p, { repair: true });
   assert.ok(r.repaired.length > 0);
-  assert.deepEqual(await checkVhdx(p, { repair: false }), { ok: true, problems: [], repaired: [] });
+  assert.deepEqual(await checkVhdx(p, { repair: false }), {
+    ok: true,
+    problems: [],
+    repaired: [],
+    notes: [],
+  });
 });
 
 /** Adds a third region entry to both tables. */
@@ -408,7 +413,10 @@ test('resize: grow (with BAT relocation), shrink refused below data, shrink allo
   await e.read(b, 10 * MiB);
   assert.deepEqual(b, filled(4096, 0x61));
   await e.close();
-  assert.deepEqual(await checkVhdx(p, { repair: false }), { ok: true, problems: [], repaired: [] });
+  // The old BAT region and the dropped blocks are now leaked space: a note, not a problem.
+  const checked = await checkVhdx(p, { repair: false });
+  assert.equal(checked.ok, true);
+  assert.deepEqual(checked.problems, []);
 });
 
 test('bad input: not a VHDX, truncated, BAT pointing past EOF or into metadata, absurd arguments', async () => {
@@ -500,4 +508,48 @@ test('online resize: a grow that moves the BAT waits for writes in flight and ho
   assert.ok(tail.every((b) => b === 0xee));
   await r.close();
   execFileSync(requirePeer('qemu-img', 'qemu-utils'), ['check', '-f', 'vhdx', p], { stdio: 'pipe' });
+});
+
+test('check: leaked space is a note, a double-referenced block is a problem that repair gives its own copy', async () => {
+  const p = join(dir, 'check-leak.vhdx');
+  const d = await VhdxDisk.create(p, { size: 8 * MiB, type: 'dynamic', blockSize: MiB });
+  await d.write(filled(MiB, 0x31), 0);
+  await d.write(filled(MiB, 0x32), MiB);
+  await d.write(filled(MiB, 0x33), 2 * MiB);
+  await d.trim(MiB, MiB); // block 1 becomes ZERO; its 1 MiB is now referenced by nothing
+  await d.close();
+  const leak = await checkVhdx(p, { repair: false });
+  assert.equal(leak.ok, true);
+  assert.deepEqual(leak.problems, []);
+  assert.equal(leak.notes.length, 1);
+  assert.match(leak.notes[0]!, /^1048576 bytes .*leaked space/);
+  // Block 2 now points at block 0's place: both entries own the same MiB.
+  const [, off0] = batEntry(p, 0);
+  setBatEntry(p, 2, 6, off0);
+  const bad = await checkVhdx(p, { repair: false });
+  assert.equal(bad.ok, false);
+  assert.ok(
+    bad.problems.some((m) => /BAT entries 0 and 2 both point into .*double-referenced/.test(m)),
+    bad.problems.join('; '),
+  );
+  await assert.rejects(VhdxDisk.open(p), (e) => isHvError(e) && e.code === 'HV_ERR_CORRUPT');
+  const fixed = await checkVhdx(p, { repair: true });
+  assert.ok(
+    fixed.repaired.some((m) => /BAT entry 2 shared file space/.test(m)),
+    fixed.repaired.join('; '),
+  );
+  assert.equal((await checkVhdx(p, { repair: false })).ok, true);
+  const r = await VhdxDisk.open(p);
+  const a = new Uint8Array(MiB);
+  const b = new Uint8Array(MiB);
+  await r.read(a, 0);
+  await r.read(b, 2 * MiB);
+  assert.ok(a.every((x) => x === 0x31) && b.every((x) => x === 0x31), 'both blocks keep what they read');
+  await r.write(filled(4096, 0x44), 2 * MiB);
+  await r.read(a, 0);
+  assert.ok(
+    a.every((x) => x === 0x31),
+    'a write through one entry no longer changes the other',
+  );
+  await r.close();
 });
