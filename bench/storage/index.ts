@@ -52,7 +52,7 @@ async function fio(
     }[];
   };
   const job = j.jobs[0];
-  if (!job || job.error !== 0) throw new HvError('HV_ERR_IO', `fio ${rw} failed (error ${job?.error})`);
+  if (job?.error !== 0 || !job) throw new HvError('HV_ERR_IO', `fio ${rw} failed (error ${job?.error})`);
   const side = rw.includes('write') ? job.write : job.read;
   return { iops: side.iops, mbps: side.bw_bytes / 1e6 };
 }
