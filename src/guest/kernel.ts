@@ -25,6 +25,8 @@ import type { Clock } from '../vmbus/channel-io.ts';
 import type { VmbusClient, VmbusDriver } from '../vmbus/client.ts';
 import { runFcopyDaemonInProcess } from './daemons/fcopy/in-process.ts';
 import { GuestKvpService } from './kvp-service.ts';
+import { type GuestDiskReport, GuestStorage } from './storage.ts';
+import type { GuestMemory } from '../vmbus/memory.ts';
 
 /** Linux HV_UTIL_RING_SEND_SIZE / HV_UTIL_RING_RECV_SIZE: VMBUS_RING_SIZE(3 * 4096) = 16 KiB. */
 const HV_UTIL_RING_BYTES = 4 * 4096;
@@ -44,11 +46,14 @@ export type KernelReport =
   | { type: 'devices'; devices: GuestDeviceEntry[] }
   | { type: 'clock'; offsetMs: number }
   | { type: 'poweroff'; reason: string }
-  | { type: 'fatal'; message: string };
+  | { type: 'fatal'; message: string }
+  | { type: 'disks'; disks: GuestDiskReport[] };
 
 export interface GuestKernelOptions {
   /** The VMBus client over this VM's SynIC and RAM (vm-link.ts `guestSideOfSharedVm`). */
   client: VmbusClient;
+  /** Guest RAM; when given, the storage driver (hv_storvsc) is registered (src/guest/storage.ts). */
+  memory?: GuestMemory;
   report(r: KernelReport): void;
   /** The partition reference counter now, 100-ns ticks since the VM started (shared with the host). */
   referenceTime(): bigint;
@@ -72,6 +77,7 @@ const DEVICE_POLL_MS = 500;
 
 export class GuestKernel {
   readonly client: VmbusClient;
+  readonly storage: GuestStorage | null = null;
   /** KVP driver, its /dev/vmbus/hv_kvp node, our daemon and/or the bridge (`kvp.start()` starts them). */
   readonly kvp: GuestKvpService;
   readonly #o: GuestKernelOptions;
@@ -93,6 +99,8 @@ export class GuestKernel {
       },
     };
     this.client = o.client;
+    if (o.memory)
+      this.storage = new GuestStorage(o.client, o.memory, (disks) => o.report({ type: 'disks', disks }));
     const flavor = o.flavor ?? 'linux';
     const util = (attach: VmbusDriver['attach']): VmbusDriver => ({
       name: 'hv_utils',

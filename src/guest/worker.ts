@@ -24,10 +24,11 @@ interface GuestWorkerData extends SharedVmInit {
 const data = workerData as GuestWorkerData;
 const port = parentPort!;
 const report = (r: KernelReport) => port.postMessage(r);
-const { client, port: synic } = guestSideOfSharedVm(data);
+const { client, memory, port: synic } = guestSideOfSharedVm(data);
 
 const kernel = new GuestKernel({
   client,
+  memory,
   report,
   referenceTime: () => (process.hrtime.bigint() - data.refStartNs) / 100n,
   kvpRoot:
