@@ -9,7 +9,9 @@
  * | `clock` `{offsetMs}` | the guest clock minus host time, ms, after time sync set it |
  * | `poweroff` `{reason}` | the guest OS is powering off on purpose (shutdown IC, or its own choice) |
  * | `fatal` `{message}` | the guest kernel hit an error it cannot continue from |
+ * | `disks` `{disks}` | the disks the guest's storvsc found (controller instance, LUN, size, vendor, product) |
  */
+import { type GuestDiskEntry, parseGuestDisks } from './storage.ts';
 import type { LsvmbusEntry } from './vm-view.ts';
 
 export type GuestReport =
@@ -17,7 +19,8 @@ export type GuestReport =
   | { type: 'devices'; devices: LsvmbusEntry[] }
   | { type: 'clock'; offsetMs: number }
   | { type: 'poweroff'; reason: string }
-  | { type: 'fatal'; message: string };
+  | { type: 'fatal'; message: string }
+  | { type: 'disks'; disks: GuestDiskEntry[] };
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** More channels than a VMBus relid space holds is nonsense from the guest. */
@@ -68,6 +71,10 @@ export function parseGuestReport(v: unknown): GuestReport | null {
         : null;
     case 'poweroff':
       return shortText(m.reason) ? { type: 'poweroff', reason: m.reason } : null;
+    case 'disks': {
+      const disks = parseGuestDisks(m.disks);
+      return disks ? { type: 'disks', disks } : null;
+    }
     case 'fatal':
       return shortText(m.message, 2000) ? { type: 'fatal', message: m.message } : null;
     default:

@@ -5,6 +5,7 @@
 import type { CopyVmFileOptions, CopyVmFileRequest } from './copy-vmfile.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
 import type { KvpExchange } from './kvp-exchange.ts';
+import type { VmStorage } from './storage.ts';
 import type { VmConfig } from './vm-config.ts';
 import type { HeartbeatStatus, LsvmbusEntry } from './vm-view.ts';
 
@@ -50,6 +51,8 @@ export interface VmSession {
   ipAddresses(): string[];
   /** The VM's KVP exchange (Msvm_KvpExchangeComponent), when the session has one. */
   readonly kvp?: KvpExchange;
+  /** The VM's SCSI controllers and attached images (storvsp), when the session has them. */
+  readonly storage?: VmStorage;
 }
 
 export type VmSessionFactory = (cfg: VmConfig) => Promise<VmSession>;

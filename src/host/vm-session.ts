@@ -32,6 +32,7 @@ import { type CopyVmFileOptions, type CopyVmFileRequest, copyVmFile } from './co
 import { parseGuestReport } from './guest-reports.ts';
 import { type GuestAgent, SandboxedKvpAgent } from './guest-agent.ts';
 import { KvpExchange } from './kvp-exchange.ts';
+import { VmStorage } from './storage.ts';
 import { type HostIc, hostIcFactories } from './host-ics.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
 import type { VmConfig } from './vm-config.ts';
@@ -89,6 +90,7 @@ class WorkerVmSession implements VmSession {
   readonly #referenceTime: () => bigint;
   /** The VM's KVP exchange (host items survive channel re-opens). */
   readonly kvp: KvpExchange;
+  readonly storage: VmStorage;
   readonly #agent: SandboxedKvpAgent | null;
 
   constructor(cfg: VmConfig, o: VmSessionFactoryOptions) {
@@ -101,7 +103,8 @@ class WorkerVmSession implements VmSession {
       vmId: cfg.id,
       macs: cfg.networkAdapters.map((n) => n.macAddress.match(/../g)!.join(':')),
     });
-    this.#agent = o.guestAgent === 'hyperv-daemons' ? new SandboxedKvpAgent(cfg.name, (m) => o.log(cfg.name, m)) : null;
+    this.#agent =
+      o.guestAgent === 'hyperv-daemons' ? new SandboxedKvpAgent(cfg.name, (m) => o.log(cfg.name, m)) : null;
     const memory = new GuestMemory(cfg.memoryStartupBytes);
     const refStartNs = process.hrtime.bigint();
     this.#referenceTime = () => (process.hrtime.bigint() - refStartNs) / 100n;
@@ -125,6 +128,13 @@ class WorkerVmSession implements VmSession {
     for (const [name, on] of Object.entries(cfg.integrationServices) as [IntegrationServiceName, boolean][]) {
       if (on) this.setOffered(name, true);
     }
+    this.storage = new VmStorage({
+      server: this.#server,
+      profile: o.profile.name,
+      log: (m) => o.log(cfg.name, m),
+    });
+    for (const d of cfg.hardDrives)
+      this.storage.add(d).catch((e: Error) => o.log(cfg.name, `cannot attach ${d.path}: ${e.message}`));
 
     this.#worker = new Worker(o.workerUrl ?? new URL('../guest/worker.js', import.meta.url), {
       workerData: {
@@ -171,6 +181,7 @@ class WorkerVmSession implements VmSession {
       else if (r.type === 'clock')
         this.#ics.get('Time Synchronization')?.device?.noteGuestOffset?.(r.offsetMs);
       else if (r.type === 'poweroff') this.#poweroff = r.reason;
+      else if (r.type === 'disks') this.storage.noteGuestDisks(r.disks);
       else this.#fatal = r.message;
     });
     let error: Error | null = null;
@@ -208,6 +219,7 @@ class WorkerVmSession implements VmSession {
     for (const ic of this.#ics.values()) ic.device?.stop();
     this.kvp.stop();
     this.#agent?.stop();
+    void this.storage.close();
     this.#synic.close();
   }
 

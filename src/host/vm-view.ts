@@ -4,6 +4,8 @@
  * enums as their names (PowerShell 7 `-EnumsAsStrings`). `ProtocolVersion` and `Lsvmbus` are ours.
  */
 
+import type { GuestDiskView } from './storage.ts';
+
 /** Hyper-V `VMState` names hvis uses. */
 export type VmState = 'Off' | 'Starting' | 'Running' | 'Stopping' | 'Saved';
 
@@ -44,6 +46,8 @@ export interface HardDriveView {
   ControllerType: string;
   ControllerNumber: number;
   ControllerLocation: number;
+  /** Ours: the disk as the running guest's storvsc sees it (null when off or not scanned yet). */
+  GuestDisk?: GuestDiskView | null;
 }
 
 /** One `Get-VM` object. */

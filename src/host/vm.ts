@@ -369,6 +369,7 @@ export class Vm {
         ControllerType: d.controllerType,
         ControllerNumber: d.controllerNumber,
         ControllerLocation: d.controllerLocation,
+        GuestDisk: running ? (this.#session?.storage?.guestDisk(d) ?? null) : null,
       })),
     };
   }
