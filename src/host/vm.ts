@@ -80,6 +80,26 @@ export class Vm {
     return this.#config;
   }
 
+  /** The running machine, or undefined while the VM is off (device operations such as hot add use it). */
+  get session(): VmSession | undefined {
+    return this.#state === 'Running' ? this.#session : undefined;
+  }
+
+  /**
+   * Persists a configuration change made to a running or stopped VM in the VM's operation queue; `change`
+   * applies it to the running session first (e.g. hot add) and returns the new configuration.
+   */
+  updateConfig(
+    change: (cfg: VmConfig, session: VmSession | undefined) => Promise<VmConfig>,
+  ): Promise<VmConfig> {
+    return this.#enqueue(async () => {
+      const cfg = await change(this.#config, this.session);
+      await this.#host.save(cfg);
+      this.#config = cfg;
+      return cfg;
+    });
+  }
+
   get state(): VmState {
     return this.#state;
   }
