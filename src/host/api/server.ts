@@ -16,6 +16,7 @@ import type { Host } from '../host.ts';
 import { registerCopyRoutes } from './copy-routes.ts';
 import { registerKvpRoutes } from './kvp-routes.ts';
 import { registerRoutes } from './routes.ts';
+import { registerStorageRoutes } from './storage-routes.ts';
 
 /** Default HTTP port of the management API on 127.0.0.1. */
 export const DEFAULT_API_PORT = 7405;
@@ -26,6 +27,7 @@ export async function buildApi(host: Host): Promise<FastifyInstance> {
   registerRoutes(app, host);
   registerCopyRoutes(app, host);
   registerKvpRoutes(app, host);
+  registerStorageRoutes(app, host);
   await app.ready();
   return app;
 }
@@ -76,6 +78,7 @@ export async function startApi(host: Host, o: ApiOptions = {}): Promise<RunningA
   registerRoutes(unix, host);
   registerCopyRoutes(unix, host);
   registerKvpRoutes(unix, host);
+  registerStorageRoutes(unix, host);
   const tcp = Fastify({ logger: false, bodyLimit: 1 << 20 });
   tcp.addHook('onRequest', async (req, reply) => {
     const hostHeader = (req.headers.host ?? '').replace(/:\d+$/, '');
@@ -102,6 +105,7 @@ export async function startApi(host: Host, o: ApiOptions = {}): Promise<RunningA
   registerRoutes(tcp, host);
   registerCopyRoutes(tcp, host);
   registerKvpRoutes(tcp, host);
+  registerStorageRoutes(tcp, host);
 
   await unix.listen({ path: socket });
   let port: number;

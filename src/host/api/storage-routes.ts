@@ -1,0 +1,93 @@
+/**
+ * Storage routes (Get-/Add-/Remove-VMHardDiskDrive, online Resize-VHD of an attached image):
+ *
+ * | route | cmdlet |
+ * |---|---|
+ * | GET /vms/:name/hard-drives | Get-VMHardDiskDrive |
+ * | POST /vms/:name/hard-drives `{path, controllerType?, controllerNumber?, controllerLocation?}` | Add-VMHardDiskDrive |
+ * | POST /vms/:name/hard-drives/remove `{controllerNumber, controllerLocation}` | Remove-VMHardDiskDrive |
+ * | POST /attached-vhd/resize `{path, sizeBytes}` | Resize-VHD of an image a running VM has open (404 when none) |
+ */
+import type { FastifyInstance } from 'fastify';
+import { HvError } from '../../protocol/errors.ts';
+import type { Host } from '../host.ts';
+import {
+  type AddDriveRequest,
+  addHardDiskDrive,
+  hardDiskDriveViews,
+  removeHardDiskDrive,
+  resizeAttachedImage,
+} from '../vm-drives.ts';
+import { API_PREFIX } from './routes.ts';
+
+const nameParam = {
+  type: 'object',
+  properties: { name: { type: 'string', minLength: 1, maxLength: 256 } },
+  required: ['name'],
+} as const;
+const u8 = { type: 'integer', minimum: 0, maximum: 255 } as const;
+
+export function registerStorageRoutes(app: FastifyInstance, host: Host): void {
+  app.get<{ Params: { name: string } }>(
+    `${API_PREFIX}/vms/:name/hard-drives`,
+    { schema: { params: nameParam } },
+    async (req) => hardDiskDriveViews(host.vm(req.params.name)),
+  );
+  app.post<{ Params: { name: string }; Body: AddDriveRequest }>(
+    `${API_PREFIX}/vms/:name/hard-drives`,
+    {
+      schema: {
+        params: nameParam,
+        body: {
+          type: 'object',
+          properties: {
+            path: { type: 'string', minLength: 1, maxLength: 4096 },
+            controllerType: { type: 'string', enum: ['SCSI', 'IDE'] },
+            controllerNumber: u8,
+            controllerLocation: u8,
+          },
+          required: ['path'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req) => addHardDiskDrive(host.vm(req.params.name), req.body),
+  );
+  app.post<{ Params: { name: string }; Body: { controllerNumber: number; controllerLocation: number } }>(
+    `${API_PREFIX}/vms/:name/hard-drives/remove`,
+    {
+      schema: {
+        params: nameParam,
+        body: {
+          type: 'object',
+          properties: { controllerNumber: u8, controllerLocation: u8 },
+          required: ['controllerNumber', 'controllerLocation'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req) =>
+      removeHardDiskDrive(host.vm(req.params.name), req.body.controllerNumber, req.body.controllerLocation),
+  );
+  app.post<{ Body: { path: string; sizeBytes: number } }>(
+    `${API_PREFIX}/attached-vhd/resize`,
+    {
+      schema: {
+        body: {
+          type: 'object',
+          properties: {
+            path: { type: 'string', minLength: 1, maxLength: 4096 },
+            sizeBytes: { type: 'integer', minimum: 1 },
+          },
+          required: ['path', 'sizeBytes'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req) => {
+      const info = await resizeAttachedImage(host.find(), req.body.path, req.body.sizeBytes);
+      if (!info) throw new HvError('HV_ERR_NOT_FOUND', `${req.body.path} is not attached to a running VM`);
+      return info;
+    },
+  );
+}
