@@ -22,6 +22,11 @@ import { getVmNetworkAdapterCommand } from './get-vmnetworkadapter.ts';
 import { removeVmKvpCommand } from './remove-vmkvp.ts';
 import { setVmKvpCommand } from './set-vmkvp.ts';
 import { setVmNetworkAdapterCommand } from './set-vmnetworkadapter.ts';
+import {
+  addVmHardDiskDriveCommand,
+  getVmHardDiskDriveCommand,
+  removeVmHardDiskDriveCommand,
+} from './vmharddiskdrive.ts';
 
 export const commands: CommandModule[] = [
   copyVmFileCommand,
@@ -43,4 +48,7 @@ export const commands: CommandModule[] = [
   removeVmKvpCommand,
   setVmKvpCommand,
   setVmNetworkAdapterCommand,
+  getVmHardDiskDriveCommand,
+  addVmHardDiskDriveCommand,
+  removeVmHardDiskDriveCommand,
 ];

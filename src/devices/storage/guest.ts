@@ -278,6 +278,9 @@ export class StorvscController {
       if (vs.srbStatusCode(r.srbStatus) === vs.SRB_STATUS_INVALID_LUN) {
         d.removed = true;
         this.#disks.delete(d.lun);
+      } else if (r.sense?.senseKey === op.UNIT_ATTENTION && r.sense.asc === op.ASC_PARAMETERS_CHANGED) {
+        // Linux storvsc: capacity changed → rescan the device (re-read its capacity).
+        await d.readCapacity().catch(() => {});
       }
     }
     const list = new Uint8Array(8 + 8 * 256);
@@ -411,9 +414,9 @@ export class StorvscController {
     };
   }
 
-  /** @internal */
-  get maxBlocksPerSrb(): number {
-    return this.#maxTransfer;
+  /** @internal a disk's capacity changed outside a scan. */
+  notifyChanged(): void {
+    this.#o.onDisksChanged?.(this.disks());
   }
 }
 
@@ -505,7 +508,10 @@ export class GuestDisk {
       if (r.scsiStatus === op.SAM_STAT_GOOD && vs.srbStatusCode(r.srbStatus) === vs.SRB_STATUS_SUCCESS)
         return r;
       const ua = r.sense?.senseKey === op.UNIT_ATTENTION;
-      if (ua && r.sense?.asc === op.ASC_PARAMETERS_CHANGED) await this.readCapacity();
+      if (ua && r.sense?.asc === op.ASC_PARAMETERS_CHANGED) {
+        await this.readCapacity();
+        this.#c.notifyChanged();
+      }
       if (ua && attempt < 3) continue;
       const s = r.sense
         ? ` sense ${r.sense.senseKey}/${r.sense.asc.toString(16)}/${r.sense.ascq.toString(16)}`

@@ -1,0 +1,91 @@
+/**
+ * Through the real `hvis` CLI: `hvis up` boots the default VM with its VHDX on the synthetic SCSI
+ * controller (Get-VM shows the guest's view: Msft Virtual Disk and its size), then a second disk is hot
+ * added and hot removed with add-/remove-vmharddiskdrive while the VM runs, and an attached image is
+ * resized online (the guest reports the new size without reattach).
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { createDisk } from '../../src/disk/open.ts';
+import { hvis, spawnUp, until } from '../cli/run-cli.ts';
+
+interface Drive {
+  ControllerLocation: number;
+  Path: string;
+  GuestDisk: { Lun: number; Size: number; Vendor: string; Product: string } | null;
+}
+
+test('hvis up attaches the system VHDX through storvsc; hot add, hot remove, online resize', {
+  timeout: 90_000,
+}, async () => {
+  const home = mkdtempSync(join(tmpdir(), 'hvis-drives-'));
+  const up = spawnUp(home, ['--exit-after', '60', '--json', '--api-port', '0']);
+  try {
+    const drives = async () => {
+      const r = await hvis(home, ['get-vmharddiskdrive', 'vm1', '--json']);
+      return r.code === 0 ? (JSON.parse(r.stdout) as Drive[]) : [];
+    };
+    await until(
+      async () => (await drives())[0]?.GuestDisk != null,
+      'the guest to see the system disk',
+      30_000,
+    );
+    const vm = JSON.parse((await hvis(home, ['get-vm', 'vm1', '--json'])).stdout) as
+      | { HardDrives: Drive[] }[]
+      | { HardDrives: Drive[] };
+    const sys = (Array.isArray(vm) ? vm[0]! : vm).HardDrives[0]!;
+    assert.deepEqual(
+      { vendor: sys.GuestDisk?.Vendor, product: sys.GuestDisk?.Product, size: sys.GuestDisk?.Size },
+      { vendor: 'Msft', product: 'Virtual Disk', size: 127 * 1024 ** 3 },
+    );
+
+    const extra = join(home, 'extra.vhdx');
+    await (await createDisk(extra, { size: 64 * 2 ** 20, type: 'dynamic' })).close();
+    const add = await hvis(home, ['add-vmharddiskdrive', 'vm1', '-Path', extra, '--json']);
+    assert.equal(add.code, 0, add.stderr);
+    await until(
+      async () => (await drives()).find((d) => d.ControllerLocation === 1)?.GuestDisk?.Size === 64 * 2 ** 20,
+      'hot-added disk seen by the guest',
+    );
+
+    const again = await hvis(home, ['add-vmharddiskdrive', 'vm1', '-Path', extra]);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /already attached/);
+
+    // Online resize of the attached image through the management API.
+    const { connectHost } = await import('../../src/cli/client.ts');
+    process.env.HVIS_HOME = home;
+    const c = await connectHost();
+    try {
+      await c.call('POST', '/attached-vhd/resize', { path: extra, sizeBytes: 128 * 2 ** 20 });
+    } finally {
+      await c.close();
+    }
+    // The guest learns the new capacity on its next command to that LUN; a rescan (hot add of another
+    // disk → ENUMERATE_BUS) sends TEST UNIT READY, which gets the unit attention.
+    const third = join(home, 'third.vhdx');
+    await (await createDisk(third, { size: 32 * 2 ** 20, type: 'dynamic' })).close();
+    assert.equal((await hvis(home, ['add-vmharddiskdrive', 'vm1', '-Path', third])).code, 0);
+    await until(
+      async () => (await drives()).find((d) => d.ControllerLocation === 1)?.GuestDisk?.Size === 128 * 2 ** 20,
+      'guest sees the resized disk',
+    );
+
+    const rm = await hvis(home, ['remove-vmharddiskdrive', 'vm1', '-ControllerLocation', '1']);
+    assert.equal(rm.code, 0, rm.stderr);
+    await until(
+      async () => !(await drives()).some((d) => d.ControllerLocation === 1),
+      'drive removed from the VM',
+    );
+    const bad = await hvis(home, ['remove-vmharddiskdrive', 'vm1', '-ControllerLocation', '9']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /no drive at SCSI 0:9/);
+  } finally {
+    up.child.kill('SIGINT');
+    await up.exit;
+    rmSync(home, { recursive: true, force: true });
+  }
+});
