@@ -4,6 +4,9 @@
  * instance, and a `disks` report to the host after each scan so Get-VM can show the guest's view.
  * Sub-channels of a controller (same instance, sub_channel_index > 0) join its controller.
  */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { NbdServer } from '../bridges/nbd/server.ts';
 import { type GuestDisk, StorvscController } from '../devices/storage/guest.ts';
 import { STORVSC_RING_BYTES } from '../protocol/vstor/constants.ts';
 import { HV_SCSI_GUID } from '../protocol/vmbus/device-guids.ts';
@@ -25,6 +28,7 @@ export interface GuestDiskReport {
 export class GuestStorage {
   readonly #controllers = new Map<string, StorvscController>();
   readonly #report: (disks: GuestDiskReport[]) => void;
+  readonly #exports = new Map<string, NbdServer>();
 
   /** Registers hv_storvsc on `client`; `report` gets the full disk list after every scan. */
   constructor(client: VmbusClient, memory: GuestMemory, report: (disks: GuestDiskReport[]) => void) {
@@ -57,6 +61,51 @@ export class GuestStorage {
     for (const [controller, c] of this.#controllers)
       for (const disk of c.disks()) out.push({ controller, disk });
     return out;
+  }
+
+  /**
+   * Host commands for storage: `{type: 'nbd-export', controller, lun, socket}` serves that disk over NBD
+   * (export name `lun<N>`) on the Unix socket path; `{type: 'nbd-unexport', socket}` stops it. Malformed
+   * commands are ignored; a disk that does not exist (yet) produces no socket.
+   */
+  command(m: unknown): void {
+    if (typeof m !== 'object' || m === null) return;
+    const c = m as Record<string, unknown>;
+    if (c.type === 'nbd-unexport' && typeof c.socket === 'string') {
+      const s = this.#exports.get(c.socket);
+      this.#exports.delete(c.socket);
+      void s?.close();
+      return;
+    }
+    if (
+      c.type !== 'nbd-export' ||
+      typeof c.socket !== 'string' ||
+      typeof c.controller !== 'string' ||
+      !Number.isInteger(c.lun)
+    )
+      return;
+    const found = this.disks().find((d) => d.controller === c.controller && d.disk.lun === c.lun);
+    if (!found || this.#exports.has(c.socket)) return;
+    const d = found.disk;
+    const server = new NbdServer([
+      {
+        name: `lun${d.lun}`,
+        description: `${d.vendor} ${d.product} LUN ${d.lun}`,
+        get size() {
+          return d.size;
+        },
+        get blockSize() {
+          return d.blockSize;
+        },
+        read: (b, o) => d.read(b, o),
+        write: (b, o) => d.write(b, o),
+        flush: () => d.flush(),
+        trim: (o, l) => d.trim(o, l),
+      },
+    ]);
+    this.#exports.set(c.socket, server);
+    mkdirSync(dirname(c.socket), { recursive: true, mode: 0o700 });
+    server.listen({ path: c.socket }).catch(() => this.#exports.delete(c.socket as string));
   }
 
   #publish(): void {

@@ -46,6 +46,8 @@ const kernel = new GuestKernel({
 kernel.kvp.start().catch((err: unknown) => {
   report({ type: 'fatal', message: `KVP bridge failed: ${(err as Error).message}` });
 });
+// Host → guest device commands (storage NBD exports), see GuestStorage.command.
+port.on('message', (m: unknown) => kernel.storage?.command(m));
 kernel.boot().catch((err: unknown) => {
   report({ type: 'fatal', message: `VMBus connect failed: ${(err as Error).message}` });
   process.exit(1);

@@ -4,11 +4,11 @@
  * once through its storvsp controller (the guest rescans on ENUMERATE_BUS), as Hyper-V does for SCSI.
  */
 import { existsSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { VhdInfo } from '../disk/block-device.ts';
 import { HvError } from '../protocol/errors.ts';
 import { STORVSP_MAX_LUNS } from '../devices/storage/host.ts';
-import type { GuestDiskView } from './storage.ts';
+import { type GuestDiskView, scsiControllerInstance } from './storage.ts';
 import type { Vm } from './vm.ts';
 import type { HardDriveConfig } from './vm-config.ts';
 
@@ -161,4 +161,76 @@ export async function resizeAttachedImage(
     return disk.info();
   }
   return null;
+}
+
+/** What `export-vmharddiskdrive` (ours, no cmdlet) answers. */
+export interface NbdExportView {
+  VMName: string;
+  ControllerNumber: number;
+  ControllerLocation: number;
+  /** NBD URI for qemu-img, qemu-io, nbdinfo, nbdcopy, fio --ioengine=nbd. */
+  Uri: string | null;
+}
+
+/**
+ * Starts (or with `stop`, ends) an NBD export of a running VM's disk: the guest serves it from its
+ * storvsc block device on a Unix socket under `<home>/guests/<vm>/nbd/`, so every client byte crosses
+ * VMBus. Waits up to 5 s for the socket.
+ * @throws HvError HV_ERR_INVALID_STATE when the VM is not running, HV_ERR_NOT_FOUND for an empty slot,
+ *   HV_ERR_TIMEOUT when the guest has not exported it (e.g. it does not see that disk).
+ */
+export async function exportHardDiskDrive(
+  vm: Vm,
+  home: string,
+  controllerNumber: number,
+  controllerLocation: number,
+  stop = false,
+): Promise<NbdExportView> {
+  const session = vm.session;
+  if (!session?.sendGuest)
+    throw new HvError(
+      'HV_ERR_INVALID_STATE',
+      `VM '${vm.name}' is not running: start it to export its disks over NBD`,
+    );
+  if (
+    !vm.config.hardDrives.some(
+      (d) =>
+        d.controllerType === 'SCSI' &&
+        d.controllerNumber === controllerNumber &&
+        d.controllerLocation === controllerLocation,
+    )
+  )
+    throw new HvError(
+      'HV_ERR_NOT_FOUND',
+      `VM '${vm.name}' has no drive at SCSI ${controllerNumber}:${controllerLocation}`,
+    );
+  const socket = join(
+    home,
+    'guests',
+    vm.name,
+    'nbd',
+    `scsi${controllerNumber}-lun${controllerLocation}.sock`,
+  );
+  const base = {
+    VMName: vm.name,
+    ControllerNumber: controllerNumber,
+    ControllerLocation: controllerLocation,
+  };
+  if (stop) {
+    session.sendGuest({ type: 'nbd-unexport', socket });
+    return { ...base, Uri: null };
+  }
+  session.sendGuest({
+    type: 'nbd-export',
+    controller: scsiControllerInstance(controllerNumber).toString(),
+    lun: controllerLocation,
+    socket,
+  });
+  for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!existsSync(socket))
+    throw new HvError(
+      'HV_ERR_TIMEOUT',
+      `the guest of VM '${vm.name}' did not export SCSI ${controllerNumber}:${controllerLocation} (does it see the disk? see get-vmharddiskdrive)`,
+    );
+  return { ...base, Uri: `nbd+unix:///lun${controllerLocation}?socket=${socket}` };
 }

@@ -53,6 +53,8 @@ export interface VmSession {
   readonly kvp?: KvpExchange;
   /** The VM's SCSI controllers and attached images (storvsp), when the session has them. */
   readonly storage?: VmStorage;
+  /** Posts a device command to the guest worker (storage NBD exports: see src/guest/storage.ts). */
+  sendGuest?(command: unknown): void;
 }
 
 export type VmSessionFactory = (cfg: VmConfig) => Promise<VmSession>;

@@ -271,6 +271,10 @@ class WorkerVmSession implements VmSession {
     return dev?.heartbeat?.() ?? 'NoContact';
   }
 
+  sendGuest(command: unknown): void {
+    if (this.#alive) this.#worker.postMessage(command);
+  }
+
   lsvmbus(): LsvmbusEntry[] {
     return this.#devices;
   }

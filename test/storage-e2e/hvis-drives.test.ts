@@ -8,9 +8,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { test } from 'node:test';
+import { requirePeer } from '../peers.ts';
 import { createDisk } from '../../src/disk/open.ts';
 import { hvis, spawnUp, until } from '../cli/run-cli.ts';
+
+const run = promisify(execFile);
 
 interface Drive {
   ControllerLocation: number;
@@ -72,6 +77,22 @@ test('hvis up attaches the system VHDX through storvsc; hot add, hot remove, onl
     await until(
       async () => (await drives()).find((d) => d.ControllerLocation === 1)?.GuestDisk?.Size === 128 * 2 ** 20,
       'guest sees the resized disk',
+    );
+
+    // export-vmharddiskdrive (ours): the guest serves LUN 1 over NBD; real clients read and write it.
+    const ex = await hvis(home, ['export-vmharddiskdrive', 'vm1', '-ControllerLocation', '1']);
+    assert.equal(ex.code, 0, ex.stderr);
+    const uri = ex.stdout.trim();
+    assert.match(uri, /^nbd\+unix:\/\/\/lun1\?socket=/);
+    const size = await run(requirePeer('nbdinfo', 'libnbd-bin'), ['--size', uri]);
+    assert.equal(size.stdout.trim(), String(128 * 2 ** 20));
+    const qemuIo = requirePeer('qemu-io', 'qemu-utils');
+    await run(qemuIo, ['-f', 'raw', uri, '-c', 'write -P 0x42 1M 256k', '-c', 'flush']);
+    const rd = await run(qemuIo, ['-f', 'raw', uri, '-c', 'read -P 0x42 1M 256k']);
+    assert.doesNotMatch(rd.stdout, /Pattern verification failed/);
+    assert.equal(
+      (await hvis(home, ['export-vmharddiskdrive', 'vm1', '-ControllerLocation', '1', '-Stop'])).code,
+      0,
     );
 
     const rm = await hvis(home, ['remove-vmharddiskdrive', 'vm1', '-ControllerLocation', '1']);

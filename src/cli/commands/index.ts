@@ -26,6 +26,7 @@ import {
   addVmHardDiskDriveCommand,
   getVmHardDiskDriveCommand,
   removeVmHardDiskDriveCommand,
+  exportVmHardDiskDriveCommand,
 } from './vmharddiskdrive.ts';
 
 export const commands: CommandModule[] = [
@@ -51,4 +52,5 @@ export const commands: CommandModule[] = [
   getVmHardDiskDriveCommand,
   addVmHardDiskDriveCommand,
   removeVmHardDiskDriveCommand,
+  exportVmHardDiskDriveCommand,
 ];

@@ -3,6 +3,8 @@
  * [-ControllerLocation n]`, `hvis remove-vmharddiskdrive <vm> -ControllerNumber n -ControllerLocation n`:
  * Get-/Add-/Remove-VMHardDiskDrive. On a running VM the drive is hot added / removed through the VM's
  * synthetic SCSI controller; `GuestDisk` (ours) shows what the guest's storvsc sees. Needs `hvis up`.
+ * `hvis export-vmharddiskdrive <vm> -ControllerLocation n [-Stop]` is ours (Hyper-V has no such cmdlet): the
+ * running guest serves that disk over NBD on a Unix socket and the command prints the NBD URI.
  */
 import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
@@ -119,6 +121,42 @@ export const removeVmHardDiskDriveCommand: CommandModule<object, Args> = {
         controllerLocation: argv.controllerLocation,
       });
       if (argv.json) printJson(d);
+    } finally {
+      await c.close();
+    }
+  },
+};
+
+interface ExportArgs extends Args {
+  stop?: boolean | undefined;
+}
+
+export const exportVmHardDiskDriveCommand: CommandModule<object, ExportArgs> = {
+  command: 'export-vmharddiskdrive [name]',
+  describe:
+    "hvis only (no cmdlet): serve a running VM's disk over NBD from inside the guest (storvsc → VMBus → storvsp → image); prints the nbd+unix URI",
+  builder: (y) =>
+    y
+      .positional('name', vmName)
+      .option('controller-number', { type: 'number', default: 0 })
+      .option('controller-location', { type: 'number', default: 0 })
+      .option('stop', { type: 'boolean', describe: 'end the export' }),
+  handler: async (argv) => {
+    const vm = oneName(argv.name, 'export-vmharddiskdrive');
+    const c = await connectHost();
+    try {
+      requireOnline(c);
+      const r = await c.call<{ Uri: string | null }>(
+        'POST',
+        `/vms/${encodeURIComponent(vm)}/hard-drives/export`,
+        {
+          controllerNumber: argv.controllerNumber ?? 0,
+          controllerLocation: argv.controllerLocation ?? 0,
+          stop: argv.stop === true,
+        },
+      );
+      if (argv.json) printJson(r);
+      else if (r.Uri) process.stdout.write(`${r.Uri}\n`);
     } finally {
       await c.close();
     }

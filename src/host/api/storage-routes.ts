@@ -6,6 +6,7 @@
  * | GET /vms/:name/hard-drives | Get-VMHardDiskDrive |
  * | POST /vms/:name/hard-drives `{path, controllerType?, controllerNumber?, controllerLocation?}` | Add-VMHardDiskDrive |
  * | POST /vms/:name/hard-drives/remove `{controllerNumber, controllerLocation}` | Remove-VMHardDiskDrive |
+ * | POST /vms/:name/hard-drives/export `{controllerNumber, controllerLocation, stop?}` | ours: NBD export served by the guest |
  * | POST /attached-vhd/resize `{path, sizeBytes}` | Resize-VHD of an image a running VM has open (404 when none) |
  */
 import type { FastifyInstance } from 'fastify';
@@ -14,6 +15,7 @@ import type { Host } from '../host.ts';
 import {
   type AddDriveRequest,
   addHardDiskDrive,
+  exportHardDiskDrive,
   hardDiskDriveViews,
   removeHardDiskDrive,
   resizeAttachedImage,
@@ -68,6 +70,31 @@ export function registerStorageRoutes(app: FastifyInstance, host: Host): void {
     },
     async (req) =>
       removeHardDiskDrive(host.vm(req.params.name), req.body.controllerNumber, req.body.controllerLocation),
+  );
+  app.post<{
+    Params: { name: string };
+    Body: { controllerNumber: number; controllerLocation: number; stop?: boolean };
+  }>(
+    `${API_PREFIX}/vms/:name/hard-drives/export`,
+    {
+      schema: {
+        params: nameParam,
+        body: {
+          type: 'object',
+          properties: { controllerNumber: u8, controllerLocation: u8, stop: { type: 'boolean' } },
+          required: ['controllerNumber', 'controllerLocation'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req) =>
+      exportHardDiskDrive(
+        host.vm(req.params.name),
+        host.paths.home,
+        req.body.controllerNumber,
+        req.body.controllerLocation,
+        req.body.stop === true,
+      ),
   );
   app.post<{ Body: { path: string; sizeBytes: number } }>(
     `${API_PREFIX}/attached-vhd/resize`,
