@@ -150,7 +150,7 @@ export class VmStorage {
     const a = this.#find(controllerNumber, controllerLocation);
     if (!a)
       throw new HvError('HV_ERR_NOT_FOUND', `no disk at SCSI ${controllerNumber}:${controllerLocation}`);
-    this.#controller(controllerNumber).detach(controllerLocation);
+    await this.#controller(controllerNumber).detach(controllerLocation);
     this.#attached.splice(this.#attached.indexOf(a), 1);
     await a.disk.flush();
     await a.disk.close();

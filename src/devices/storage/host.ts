@@ -150,13 +150,17 @@ export class StorvspController {
     this.#primary?.enumerateBus();
   }
 
-  /** Detaches the disk at `lun` (hot remove) and returns it; in-flight commands finish first. */
-  detach(lun: number): BlockDevice {
+  /**
+   * Detaches the disk at `lun` (hot remove): new commands get SRB_STATUS_INVALID_LUN at once, and the
+   * returned promise resolves with the disk once the commands already running on it have completed.
+   * @throws HvError HV_ERR_NOT_FOUND when the LUN is empty.
+   */
+  detach(lun: number): Promise<BlockDevice> {
     const d = this.#luns.get(lun);
     if (!d) throw new HvError('HV_ERR_NOT_FOUND', `no disk at LUN ${lun}`);
     this.#luns.delete(lun);
     this.#primary?.enumerateBus();
-    return d.disk;
+    return d.idle().then(() => d.disk);
   }
 
   luns(): LunInfo[] {

@@ -71,6 +71,8 @@ export class ScsiDisk {
   #reportedSize: number;
   #pendingSense: SenseData | null = null;
   #bounce: Uint8Array | null = null;
+  #inFlight = 0;
+  readonly #idleWaiters: (() => void)[] = [];
 
   constructor(disk: BlockDevice, o: ScsiDiskOptions) {
     this.disk = disk;
@@ -86,8 +88,22 @@ export class ScsiDisk {
     return this.#o.product ?? MSFT_VIRTUAL_DISK_PRODUCT;
   }
 
+  /** Resolves when no command is running (after a hot remove, before the image is closed). */
+  async idle(): Promise<void> {
+    while (this.#inFlight > 0) await new Promise<void>((r) => this.#idleWaiters.push(r));
+  }
+
   /** Runs one CDB. Never throws: disk errors become MEDIUM ERROR sense. */
   async execute(cdb: Uint8Array, data: SrbData): Promise<ScsiResult> {
+    this.#inFlight++;
+    try {
+      return await this.#execute(cdb, data);
+    } finally {
+      if (--this.#inFlight === 0) for (const w of this.#idleWaiters.splice(0)) w();
+    }
+  }
+
+  async #execute(cdb: Uint8Array, data: SrbData): Promise<ScsiResult> {
     const code = cdb[0]!;
     if (code !== op.INQUIRY && code !== op.REQUEST_SENSE && this.disk.size !== this.#reportedSize) {
       this.#reportedSize = this.disk.size;

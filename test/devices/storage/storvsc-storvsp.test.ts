@@ -118,7 +118,7 @@ test('hot add and hot remove through ENUMERATE_BUS', async () => {
     await until(() => lb.guest.disks().length === 2, 'hot-added LUN 5');
     assert.equal(lb.guest.disks()[1]!.size, 2 * 2 ** 20);
     const g5 = lb.guest.disks()[1]!;
-    lb.host.detach(5);
+    await lb.host.detach(5);
     await until(() => lb.guest.disks().length === 1, 'LUN 5 removal');
     assert.equal(g5.removed, true);
     await assert.rejects(g5.read(new Uint8Array(512), 0), /removed/);
