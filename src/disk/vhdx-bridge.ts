@@ -1,7 +1,6 @@
 /**
- * The VHDX format as the format-independent code (open.ts, ops/) sees it. VHDX itself lives in
- * src/disk/vhdx/ (another module); this adapter names the three entry points used here and reports
- * clearly when one is not available.
+ * The VHDX format as the format-independent code (open.ts, ops/) sees it: adapts the loosely typed options of
+ * `hvis new-vhd`/`convert-vhd` to src/disk/vhdx and maps its check report onto `test-vhd` problems.
  */
 import { HvError } from '../protocol/errors.ts';
 import type { BlockDevice } from './block-device.ts';
@@ -19,7 +18,7 @@ export interface VhdxCreateOptions {
 
 /** A `test-vhd` finding. */
 export interface DiskProblem {
-  /** Stable short name, e.g. `footer-checksum`, `bat-past-eof`. */
+  /** Stable short name, e.g. `footer-checksum`, `bat-past-eof`; `leaked-space` is informational. */
   code: string;
   message: string;
   /** True when `--repair` fixed it. */
@@ -32,27 +31,38 @@ export interface VhdxApi {
   check(path: string, opts: { repair: boolean }): Promise<{ problems: DiskProblem[] }>;
 }
 
-type Fn = (...args: never[]) => unknown;
-
-function entry(name: string, f: unknown): Fn {
-  if (typeof f !== 'function')
-    throw new HvError('HV_ERR_UNSUPPORTED', `VHDX ${name} is not available in this build`);
-  return f as Fn;
+function sectorSize(name: string, v: number | undefined): 512 | 4096 | undefined {
+  if (v === undefined || v === 512 || v === 4096) return v;
+  throw new HvError('HV_ERR_INVALID_ARGUMENT', `${name} must be 512 or 4096 bytes for VHDX, not ${v}`);
 }
 
-/** Binds the VHDX module's entry points. */
+const api: VhdxApi = {
+  open: (path, opts) => VhdxDisk.open(path, { readOnly: opts.readOnly }),
+  create: (path, opts) => {
+    const logical = sectorSize('LogicalSectorSizeBytes', opts.logicalSectorSize);
+    const physical = sectorSize('PhysicalSectorSizeBytes', opts.physicalSectorSize);
+    return VhdxDisk.create(path, {
+      size: opts.size ?? 0,
+      type: opts.type,
+      ...(opts.blockSize !== undefined && { blockSize: opts.blockSize }),
+      ...(logical !== undefined && { logicalSectorSize: logical }),
+      ...(physical !== undefined && { physicalSectorSize: physical }),
+      ...(opts.parentPath !== undefined && { parentPath: opts.parentPath }),
+    });
+  },
+  check: async (path, opts) => {
+    const r = await checkVhdx(path, opts);
+    return {
+      problems: [
+        ...r.problems.map((message) => ({ code: 'vhdx', message, repaired: false })),
+        ...r.repaired.map((message) => ({ code: 'vhdx-repaired', message, repaired: true })),
+        ...r.notes.map((message) => ({ code: 'leaked-space', message, repaired: false })),
+      ],
+    };
+  },
+};
+
+/** The VHDX entry points used by open.ts and ops/. */
 export async function loadVhdx(): Promise<VhdxApi> {
-  const statics = VhdxDisk as unknown as Record<string, unknown>;
-  return {
-    open: (path, opts) => VhdxDisk.open(path, { readOnly: opts.readOnly }),
-    create: async (path, opts) => {
-      const clean = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
-      return entry('create', statics.create).call(VhdxDisk, ...([path, clean] as never[])) as Promise<BlockDevice>;
-    },
-    check: async (path, opts) => {
-      const r = await checkVhdx(path, opts);
-      const repaired = r.repaired.map((m) => ({ code: 'vhdx-repaired', message: m, repaired: true }));
-      return { problems: [...r.problems.map((m) => ({ code: 'vhdx', message: m, repaired: false })), ...repaired] };
-    },
-  };
+  return api;
 }
