@@ -95,6 +95,10 @@ test('hvis up attaches the system VHDX through storvsc; hot add, hot remove, onl
       0,
     );
 
+    const cp = await hvis(home, ['checkpoint-vm', 'vm1']);
+    assert.notEqual(cp.code, 0, 'no checkpoint of a running VM without VSS');
+    assert.match(cp.stderr, /VSS freeze\/thaw/);
+
     const rm = await hvis(home, ['remove-vmharddiskdrive', 'vm1', '-ControllerLocation', '1']);
     assert.equal(rm.code, 0, rm.stderr);
     await until(

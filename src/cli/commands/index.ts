@@ -28,6 +28,12 @@ import {
   removeVmHardDiskDriveCommand,
   exportVmHardDiskDriveCommand,
 } from './vmharddiskdrive.ts';
+import {
+  checkpointVmCommand,
+  getVmSnapshotCommand,
+  removeVmSnapshotCommand,
+  restoreVmSnapshotCommand,
+} from './checkpoint.ts';
 
 export const commands: CommandModule[] = [
   copyVmFileCommand,
@@ -53,4 +59,8 @@ export const commands: CommandModule[] = [
   addVmHardDiskDriveCommand,
   removeVmHardDiskDriveCommand,
   exportVmHardDiskDriveCommand,
+  checkpointVmCommand,
+  getVmSnapshotCommand,
+  restoreVmSnapshotCommand,
+  removeVmSnapshotCommand,
 ];

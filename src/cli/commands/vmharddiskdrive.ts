@@ -2,7 +2,8 @@
  * `hvis get-vmharddiskdrive <vm>`, `hvis add-vmharddiskdrive <vm> -Path <image> [-ControllerNumber n]
  * [-ControllerLocation n]`, `hvis remove-vmharddiskdrive <vm> -ControllerNumber n -ControllerLocation n`:
  * Get-/Add-/Remove-VMHardDiskDrive. On a running VM the drive is hot added / removed through the VM's
- * synthetic SCSI controller; `GuestDisk` (ours) shows what the guest's storvsc sees. Needs `hvis up`.
+ * synthetic SCSI controller; `GuestDisk` (ours) shows what the guest's storvsc sees. Without a running host
+ * the VM's configuration is edited directly.
  * `hvis export-vmharddiskdrive <vm> -ControllerLocation n [-Stop]` is ours (Hyper-V has no such cmdlet): the
  * running guest serves that disk over NBD on a Unix socket and the command prints the NBD URI.
  */
@@ -61,7 +62,6 @@ export const getVmHardDiskDriveCommand: CommandModule<object, Args> = {
     const vm = oneName(argv.name, 'get-vmharddiskdrive');
     const c = await connectHost();
     try {
-      requireOnline(c);
       print(
         await c.call<DriveView[]>('GET', `/vms/${encodeURIComponent(vm)}/hard-drives`),
         argv.json === true,
@@ -86,7 +86,6 @@ export const addVmHardDiskDriveCommand: CommandModule<object, Args> = {
     const vm = oneName(argv.name, 'add-vmharddiskdrive');
     const c = await connectHost();
     try {
-      requireOnline(c);
       const body: Record<string, unknown> = {
         path: resolve(argv.path ?? ''),
         controllerType: argv.controllerType ?? 'SCSI',
@@ -115,7 +114,6 @@ export const removeVmHardDiskDriveCommand: CommandModule<object, Args> = {
     const vm = oneName(argv.name, 'remove-vmharddiskdrive');
     const c = await connectHost();
     try {
-      requireOnline(c);
       const d = await c.call<DriveView>('POST', `/vms/${encodeURIComponent(vm)}/hard-drives/remove`, {
         controllerNumber: argv.controllerNumber ?? 0,
         controllerLocation: argv.controllerLocation,

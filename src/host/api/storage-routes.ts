@@ -7,6 +7,10 @@
  * | POST /vms/:name/hard-drives `{path, controllerType?, controllerNumber?, controllerLocation?}` | Add-VMHardDiskDrive |
  * | POST /vms/:name/hard-drives/remove `{controllerNumber, controllerLocation}` | Remove-VMHardDiskDrive |
  * | POST /vms/:name/hard-drives/export `{controllerNumber, controllerLocation, stop?}` | ours: NBD export served by the guest |
+ * | GET /vms/:name/checkpoints | Get-VMSnapshot |
+ * | POST /vms/:name/checkpoints `{name?, snapshotType?}` | Checkpoint-VM |
+ * | POST /vms/:name/checkpoints/restore `{name}` | Restore-VMSnapshot |
+ * | POST /vms/:name/checkpoints/remove `{name}` | Remove-VMSnapshot |
  * | POST /attached-vhd/resize `{path, sizeBytes}` | Resize-VHD of an image a running VM has open (404 when none) |
  */
 import type { FastifyInstance } from 'fastify';
@@ -20,6 +24,13 @@ import {
   removeHardDiskDrive,
   resizeAttachedImage,
 } from '../vm-drives.ts';
+import {
+  type SnapshotType,
+  checkpointVm,
+  getVmSnapshots,
+  removeVmSnapshot,
+  restoreVmSnapshot,
+} from '../checkpoints.ts';
 import { API_PREFIX } from './routes.ts';
 
 const nameParam = {
@@ -96,6 +107,56 @@ export function registerStorageRoutes(app: FastifyInstance, host: Host): void {
         req.body.stop === true,
       ),
   );
+  const snapName = { type: 'string', minLength: 1, maxLength: 256 } as const;
+  app.get<{ Params: { name: string } }>(
+    `${API_PREFIX}/vms/:name/checkpoints`,
+    { schema: { params: nameParam } },
+    async (req) => getVmSnapshots(host.paths.home, host.vm(req.params.name)),
+  );
+  app.post<{ Params: { name: string }; Body: { name?: string; snapshotType?: SnapshotType } }>(
+    `${API_PREFIX}/vms/:name/checkpoints`,
+    {
+      schema: {
+        params: nameParam,
+        body: {
+          type: 'object',
+          properties: {
+            name: snapName,
+            snapshotType: { type: 'string', enum: ['Production', 'ProductionOnly', 'Standard'] },
+          },
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req) => {
+      const o: { name?: string; type?: SnapshotType } = {};
+      if (req.body.name !== undefined) o.name = req.body.name;
+      if (req.body.snapshotType !== undefined) o.type = req.body.snapshotType;
+      return checkpointVm(host.paths.home, host.vm(req.params.name), o);
+    },
+  );
+  for (const action of ['restore', 'remove'] as const) {
+    app.post<{ Params: { name: string }; Body: { name: string } }>(
+      `${API_PREFIX}/vms/:name/checkpoints/${action}`,
+      {
+        schema: {
+          params: nameParam,
+          body: {
+            type: 'object',
+            properties: { name: snapName },
+            required: ['name'],
+            additionalProperties: false,
+          },
+        },
+      },
+      async (req) => {
+        const vm = host.vm(req.params.name);
+        if (action === 'restore') return restoreVmSnapshot(host.paths.home, vm, req.body.name);
+        await removeVmSnapshot(host.paths.home, vm, req.body.name);
+        return {};
+      },
+    );
+  }
   app.post<{ Body: { path: string; sizeBytes: number } }>(
     `${API_PREFIX}/attached-vhd/resize`,
     {

@@ -1,0 +1,239 @@
+/**
+ * Checkpoint-VM / Get-VMSnapshot / Restore-VMSnapshot / Remove-VMSnapshot over the VM's virtual hard
+ * disks, the way Hyper-V does it on disk: a checkpoint freezes each drive's current image and continues in
+ * a new differencing child (`<name>_<checkpoint id>.avhdx` beside it); restoring starts a fresh child of the
+ * checkpoint's frozen images (the discarded "Now" image is deleted); removing merges the VM's current image
+ * into the frozen one when it continues directly from it (see {@link removeVmSnapshot}).
+ *
+ * Consistency: only checkpoints of an Off VM are taken. A running VM needs either the guest's VSS
+ * freeze/thaw (Production) or a saved memory state (Standard); hvis has neither yet, so both are refused
+ * with HV_ERR_UNSUPPORTED rather than producing a checkpoint that is not what its type promises.
+ * The checkpoint tree is kept in `<home>/checkpoints/<vm id>.json` (written atomically).
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { createDisk, openDisk } from '../disk/open.ts';
+import { mergeDisk } from '../disk/ops/merge.ts';
+import { HvError } from '../protocol/errors.ts';
+import { writeFileAtomic } from './atomic-file.ts';
+import type { Vm } from './vm.ts';
+import type { VmConfig } from './vm-config.ts';
+
+export type SnapshotType = 'Production' | 'ProductionOnly' | 'Standard';
+
+interface CheckpointRecord {
+  id: string;
+  name: string;
+  type: SnapshotType;
+  creationTime: string;
+  parentId: string | null;
+  /** The frozen image of each drive at this checkpoint. */
+  drives: { controllerNumber: number; controllerLocation: number; path: string }[];
+}
+
+interface CheckpointFile {
+  schema: 1;
+  current: string | null;
+  checkpoints: CheckpointRecord[];
+}
+
+/** One Get-VMSnapshot object (its property names; `HardDrives` is ours). */
+export interface VmSnapshotView {
+  VMName: string;
+  Name: string;
+  Id: string;
+  SnapshotType: SnapshotType;
+  CreationTime: string;
+  ParentSnapshotId: string | null;
+  ParentSnapshotName: string | null;
+  IsCurrent: boolean;
+  HardDrives: { ControllerNumber: number; ControllerLocation: number; Path: string }[];
+}
+
+function storePath(home: string, vm: Vm): string {
+  return join(home, 'checkpoints', `${vm.config.id}.json`);
+}
+
+function load(home: string, vm: Vm): CheckpointFile {
+  const p = storePath(home, vm);
+  if (!existsSync(p)) return { schema: 1, current: null, checkpoints: [] };
+  try {
+    const f = JSON.parse(readFileSync(p, 'utf8')) as CheckpointFile;
+    if (f.schema !== 1 || !Array.isArray(f.checkpoints)) throw new Error('bad schema');
+    return f;
+  } catch (e) {
+    throw new HvError('HV_ERR_CORRUPT', `${p}: checkpoint list is damaged (${(e as Error).message})`);
+  }
+}
+
+async function save(home: string, vm: Vm, f: CheckpointFile): Promise<void> {
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(join(home, 'checkpoints'), { recursive: true });
+  await writeFileAtomic(storePath(home, vm), `${JSON.stringify(f, null, 2)}\n`);
+}
+
+function requireOff(vm: Vm, what: string): void {
+  if (vm.session)
+    throw new HvError(
+      'HV_ERR_UNSUPPORTED',
+      `cannot ${what} of running VM '${vm.name}': a Production checkpoint needs the guest's VSS freeze/thaw and a Standard one a saved memory state, and hvis has neither yet; stop the VM (hvis stop-vm ${vm.name}) and try again`,
+    );
+}
+
+function childPathFor(image: string, id: string): string {
+  const ext = extname(image).toLowerCase();
+  const stem = basename(image, extname(image)).replace(/_[0-9a-f-]{36}$/, '');
+  return join(dirname(image), `${stem}_${id}${ext === '.vhd' || ext === '.avhd' ? '.avhd' : '.avhdx'}`);
+}
+
+async function newChild(parent: string, id: string): Promise<string> {
+  const child = childPathFor(parent, id);
+  const p = await openDisk(parent, { readOnly: true });
+  const format = p.format;
+  await p.close();
+  if (format === 'Raw')
+    throw new HvError('HV_ERR_UNSUPPORTED', `${parent} is a raw image: checkpoints need VHD or VHDX`);
+  await (await createDisk(child, { type: 'differencing', parentPath: parent, format })).close();
+  return child;
+}
+
+function views(vm: Vm, f: CheckpointFile): VmSnapshotView[] {
+  const byId = new Map(f.checkpoints.map((c) => [c.id, c]));
+  return f.checkpoints.map((c) => ({
+    VMName: vm.name,
+    Name: c.name,
+    Id: c.id,
+    SnapshotType: c.type,
+    CreationTime: c.creationTime,
+    ParentSnapshotId: c.parentId,
+    ParentSnapshotName: c.parentId ? (byId.get(c.parentId)?.name ?? null) : null,
+    IsCurrent: f.current === c.id,
+    HardDrives: c.drives.map((d) => ({
+      ControllerNumber: d.controllerNumber,
+      ControllerLocation: d.controllerLocation,
+      Path: d.path,
+    })),
+  }));
+}
+
+export function getVmSnapshots(home: string, vm: Vm): VmSnapshotView[] {
+  return views(vm, load(home, vm));
+}
+
+function find(vm: Vm, f: CheckpointFile, name: string): CheckpointRecord {
+  const c = f.checkpoints.find((x) => x.name === name || x.id === name);
+  if (!c) throw new HvError('HV_ERR_NOT_FOUND', `VM '${vm.name}' has no checkpoint named '${name}'`);
+  return c;
+}
+
+/** Checkpoint-VM. @throws HvError HV_ERR_UNSUPPORTED on a running VM or raw images; HV_ERR_ALREADY_EXISTS for a taken name. */
+export async function checkpointVm(
+  home: string,
+  vm: Vm,
+  o: { name?: string; type?: SnapshotType },
+): Promise<VmSnapshotView> {
+  requireOff(vm, 'take a checkpoint');
+  const f = load(home, vm);
+  const id = randomUUID();
+  const name = o.name ?? `${vm.name} - (${new Date().toISOString().replace('T', ' ').slice(0, 19)})`;
+  if (f.checkpoints.some((c) => c.name === name))
+    throw new HvError('HV_ERR_ALREADY_EXISTS', `VM '${vm.name}' already has a checkpoint named '${name}'`);
+  const rec: CheckpointRecord = {
+    id,
+    name,
+    type: o.type ?? 'Production',
+    creationTime: new Date().toISOString(),
+    parentId: f.current,
+    drives: [],
+  };
+  await vm.updateConfig(async (cfg) => {
+    const drives = [];
+    for (const d of cfg.hardDrives) {
+      const child = await newChild(d.path, id);
+      rec.drives.push({
+        controllerNumber: d.controllerNumber,
+        controllerLocation: d.controllerLocation,
+        path: d.path,
+      });
+      drives.push({ ...d, path: child });
+    }
+    return { ...cfg, hardDrives: drives };
+  });
+  f.checkpoints.push(rec);
+  f.current = id;
+  await save(home, vm, f);
+  return views(vm, f).find((v) => v.Id === id)!;
+}
+
+/** Every image path a checkpoint or the VM itself still uses. */
+function referenced(f: CheckpointFile, cfg: VmConfig): Set<string> {
+  const s = new Set<string>();
+  for (const c of f.checkpoints) for (const d of c.drives) s.add(resolve(d.path));
+  for (const d of cfg.hardDrives) s.add(resolve(d.path));
+  return s;
+}
+
+/** Restore-VMSnapshot: the VM continues from the checkpoint; its current state is discarded. */
+export async function restoreVmSnapshot(home: string, vm: Vm, name: string): Promise<VmSnapshotView> {
+  requireOff(vm, 'restore a checkpoint');
+  const f = load(home, vm);
+  const c = find(vm, f, name);
+  const discarded = vm.config.hardDrives.map((d) => d.path);
+  const cfg = await vm.updateConfig(async (cur) => {
+    const drives = [];
+    for (const d of c.drives) {
+      const base = cur.hardDrives.find(
+        (x) => x.controllerNumber === d.controllerNumber && x.controllerLocation === d.controllerLocation,
+      );
+      if (!base) continue;
+      drives.push({ ...base, path: await newChild(d.path, randomUUID()) });
+    }
+    return { ...cur, hardDrives: drives };
+  });
+  f.current = c.id;
+  await save(home, vm, f);
+  const keep = referenced(f, cfg);
+  for (const p of discarded) if (!keep.has(resolve(p))) rmSync(p, { force: true });
+  return views(vm, f).find((v) => v.Id === c.id)!;
+}
+
+/**
+ * Remove-VMSnapshot: forgets the checkpoint. Where the VM's current image continues directly from the
+ * checkpoint's frozen image, that image is merged into the frozen one (Merge-VHD) and the VM uses the
+ * result, reclaiming the space; a frozen image that later checkpoints build on stays as a link of their
+ * chains (merging it would orphan their differencing images, and hvis cannot re-parent images yet).
+ */
+export async function removeVmSnapshot(home: string, vm: Vm, name: string): Promise<void> {
+  requireOff(vm, 'remove a checkpoint');
+  const f = load(home, vm);
+  const c = find(vm, f, name);
+  const parentOf = new Map<string, string | null>();
+  for (const u of referenced(f, vm.config)) {
+    if (!existsSync(u)) continue;
+    const img = await openDisk(u, { readOnly: true });
+    const info = await img.info();
+    await img.close();
+    parentOf.set(u, info.ParentPath ? resolve(info.ParentPath) : null);
+  }
+  const current = new Set(vm.config.hardDrives.map((h) => resolve(h.path)));
+  const stillFrozen = new Set(
+    f.checkpoints.filter((x) => x !== c).flatMap((x) => x.drives.map((d) => resolve(d.path))),
+  );
+  for (const d of c.drives) {
+    const frozen = resolve(d.path);
+    if (stillFrozen.has(frozen)) continue;
+    const children = [...parentOf].filter(([, p]) => p === frozen).map(([u]) => u);
+    const child = children[0];
+    if (children.length !== 1 || !child || !current.has(child)) continue;
+    await mergeDisk(child, frozen);
+    await vm.updateConfig(async (cfg) => ({
+      ...cfg,
+      hardDrives: cfg.hardDrives.map((h) => (resolve(h.path) === child ? { ...h, path: d.path } : h)),
+    }));
+  }
+  for (const o of f.checkpoints) if (o.parentId === c.id) o.parentId = c.parentId;
+  if (f.current === c.id) f.current = c.parentId;
+  f.checkpoints = f.checkpoints.filter((x) => x !== c);
+  await save(home, vm, f);
+}
