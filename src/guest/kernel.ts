@@ -14,16 +14,20 @@ import { HeartbeatGuest } from '../devices/heartbeat/guest.ts';
 import type { IcGuestFlavor } from '../devices/ic/guest.ts';
 import { type ShutdownKind, ShutdownGuest } from '../devices/shutdown/guest.ts';
 import { TimesyncGuest } from '../devices/timesync/guest.ts';
+import { VssGuest } from '../devices/vss/guest.ts';
 import {
   HV_FCOPY_GUID,
   HV_HEART_BEAT_GUID,
   HV_KVP_GUID,
   HV_SHUTDOWN_GUID,
   HV_TS_GUID,
+  HV_VSS_GUID,
 } from '../protocol/vmbus/device-guids.ts';
 import type { Clock } from '../vmbus/channel-io.ts';
 import type { VmbusClient, VmbusDriver } from '../vmbus/client.ts';
-import { runFcopyDaemonInProcess } from './daemons/fcopy/in-process.ts';
+import { serveFcopy } from './daemons/fcopy/in-process.ts';
+import { serveVss, VssDaemon, type VssPolicy } from './daemons/vss/daemon.ts';
+import { GuestUapiService } from './uapi-service.ts';
 import { GuestKvpService } from './kvp-service.ts';
 import { type GuestDiskReport, GuestStorage } from './storage.ts';
 import type { GuestMemory } from '../vmbus/memory.ts';
@@ -65,6 +69,15 @@ export interface GuestKernelOptions {
   hostClock?: Clock;
   /** Run our hv_fcopy_daemon in-process on the fcopy node (default true; false leaves the node free). */
   fcopyDaemon?: boolean;
+  /** Unix socket where outside fcopy daemons attach (uapi bridge), e.g. Debian's via native/hvshim. */
+  fcopyBridgeSocket?: string | null;
+  /**
+   * Policy of our in-process hv_vss_daemon (default: freeze nothing, so FREEZE succeeds without touching a
+   * filesystem); null leaves `/dev/vmbus/hv_vss` to an outside daemon.
+   */
+  vssPolicy?: VssPolicy | null;
+  /** Unix socket where outside VSS daemons attach. */
+  vssBridgeSocket?: string | null;
   /** Pool directory of our in-process hv_kvp_daemon; null or absent runs none (the node waits for an outside daemon). */
   kvpRoot?: string | null;
   /** Unix socket where outside KVP daemons attach (uapi bridge), e.g. Debian's via native/hvshim. */
@@ -80,6 +93,10 @@ export class GuestKernel {
   readonly storage: GuestStorage | null = null;
   /** KVP driver, its /dev/vmbus/hv_kvp node, our daemon and/or the bridge (`kvp.start()` starts them). */
   readonly kvp: GuestKvpService;
+  /** File copy driver, `/dev/vmbus/hv_fcopy`, our daemon and/or its bridge (`start()` starts the bridge). */
+  readonly fcopy: GuestUapiService<FcopyGuest>;
+  /** VSS driver, `/dev/vmbus/hv_vss`, our daemon and/or its bridge. */
+  readonly vss: GuestUapiService<VssGuest>;
   readonly #o: GuestKernelOptions;
   readonly #hostClock: Clock;
   /** Guest wall clock minus host wall clock, ms (set by time sync). */
@@ -131,14 +148,39 @@ export class GuestKernel {
       HV_KVP_GUID,
       util((_, ch) => this.kvp.attach(ch)),
     );
+    // Like systemd starting hv-fcopy-daemon / hv-vss-daemon when their device node appears.
+    this.fcopy = new GuestUapiService({
+      path: '/dev/vmbus/hv_fcopy',
+      driver: (ch, toDaemon) => new FcopyGuest(ch, { clock: this.clock, flavor, toDaemon }),
+      daemon: o.fcopyDaemon === false ? null : (f) => serveFcopy(f, { log: () => {} }),
+      bridgeSocket: o.fcopyBridgeSocket ?? null,
+    });
     this.client.registerDriver(
       HV_FCOPY_GUID,
-      util((_, ch) => {
-        const dev = new FcopyGuest(ch, { clock: this.clock, flavor });
-        // Like systemd starting hv-fcopy-daemon when /dev/vmbus/hv_fcopy appears.
-        if (o.fcopyDaemon !== false) runFcopyDaemonInProcess(dev);
-        return dev;
-      }),
+      util((_, ch) => this.fcopy.attach(ch)),
+    );
+    const vssPolicy = o.vssPolicy === undefined ? { mountPoints: [] } : o.vssPolicy;
+    this.vss = new GuestUapiService({
+      path: '/dev/vmbus/hv_vss',
+      driver: (ch, toDaemon) => new VssGuest(ch, { clock: this.clock, flavor, toDaemon }),
+      daemon:
+        vssPolicy === null
+          ? null
+          : async (f) => {
+              let d: VssDaemon;
+              try {
+                d = new VssDaemon({ ...vssPolicy, log: () => {} });
+              } catch (e) {
+                f.close();
+                throw e;
+              }
+              await serveVss(f, d);
+            },
+      bridgeSocket: o.vssBridgeSocket ?? null,
+    });
+    this.client.registerDriver(
+      HV_VSS_GUID,
+      util((_, ch) => this.vss.attach(ch)),
     );
     this.client.registerDriver(
       HV_TS_GUID,

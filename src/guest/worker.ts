@@ -19,6 +19,9 @@ interface GuestWorkerData extends SharedVmInit {
   kvpRoot?: string | null;
   /** Uapi bridge socket for an outside KVP daemon (`hvis up --guest-agent hyperv-daemons`). */
   kvpBridgeSocket?: string | null;
+  /** Uapi bridge sockets for outside fcopy / VSS daemons. */
+  fcopyBridgeSocket?: string | null;
+  vssBridgeSocket?: string | null;
 }
 
 const data = workerData as GuestWorkerData;
@@ -36,6 +39,8 @@ const kernel = new GuestKernel({
       ? `${process.env.HVIS_HOME ?? `${homedir()}/.hvis`}/guests/${data.vmName}/hyperv`
       : data.kvpRoot,
   kvpBridgeSocket: data.kvpBridgeSocket ?? null,
+  fcopyBridgeSocket: data.fcopyBridgeSocket ?? null,
+  vssBridgeSocket: data.vssBridgeSocket ?? null,
   halt: () => {
     synic.close();
     (data.doorbell as MessagePort).close();
@@ -43,6 +48,14 @@ const kernel = new GuestKernel({
   },
 });
 
+for (const [name, svc] of [
+  ['fcopy', kernel.fcopy],
+  ['VSS', kernel.vss],
+] as const) {
+  svc.start().catch((err: unknown) => {
+    report({ type: 'fatal', message: `${name} bridge failed: ${(err as Error).message}` });
+  });
+}
 kernel.kvp.start().catch((err: unknown) => {
   report({ type: 'fatal', message: `KVP bridge failed: ${(err as Error).message}` });
 });

@@ -46,23 +46,13 @@ import { IcGuest, type IcGuestFlavor, type IcSelection } from '../ic/guest.ts';
 export const FCOPY_DAEMON_TIMEOUT_MS = 30_000;
 const QUEUE_MAX = 8;
 
-/** An opened device node, as the daemon holds it. */
-export interface UapiFile {
-  /**
-   * One daemon `write()`.
-   * @throws HvError `HV_ERR_INVALID_ARGUMENT` for a message of the wrong length (the kernel's EINVAL),
-   *   `HV_ERR_CHANNEL_CLOSED` after close.
-   */
-  write(msg: Uint8Array): void;
-  /** The daemon's `close()`: a waiting request fails with HV_E_FAIL; a new open may register again. */
-  close(): void;
-}
-
-/** Receives kernel→daemon messages; `msg` is valid only during the call (copy what you keep). */
-export type UapiReader = (msg: Uint8Array) => void;
-
 export interface FcopyGuestOptions {
   clock: Clock;
+  /**
+   * Hands one kernel→daemon message to the daemon holding `/dev/vmbus/hv_fcopy` (src/guest/devnode.ts
+   * `UapiDevNode.send`); false when no daemon holds the node or a message is still unread.
+   */
+  toDaemon(msg: Uint8Array): boolean;
   flavor?: IcGuestFlavor;
   /** Daemon answer timeout, ms (default 30 000, Linux's). */
   daemonTimeoutMs?: number;
@@ -90,7 +80,7 @@ export class FcopyGuest implements ChannelHandler {
   readonly #queue: Request[] = [];
   readonly #uapi = new Uint8Array(HV_START_FCOPY.size);
   readonly #int = new Uint8Array(4);
-  #reader: UapiReader | null = null;
+  readonly #toDaemon: (msg: Uint8Array) => boolean;
   #registered = false;
   #closed = false;
   /** Replies the ring had no room for, sent in order from onWritable. */
@@ -103,6 +93,7 @@ export class FcopyGuest implements ChannelHandler {
     this.#ch = ch;
     this.#clock = opts.clock;
     this.#timeoutMs = opts.daemonTimeoutMs ?? FCOPY_DAEMON_TIMEOUT_MS;
+    this.#toDaemon = opts.toDaemon;
     const fw = { major: 3, minor: 0 };
     this.#ic = new IcGuest(ch, {
       flavor: opts.flavor ?? 'linux',
@@ -143,27 +134,16 @@ export class FcopyGuest implements ChannelHandler {
   }
 
   /**
-   * Opens `/dev/vmbus/hv_fcopy`. Single opener, as the hvutil transport.
-   * @throws HvError `HV_ERR_INVALID_STATE` when another daemon holds it (EBUSY), `HV_ERR_CHANNEL_CLOSED`
-   *   after the channel closed.
+   * One message the daemon wrote: its registration (a 4-byte version) first, then 4-byte statuses.
+   * @throws HvError `HV_ERR_INVALID_ARGUMENT` for any other length (the kernel's EINVAL).
    */
-  open(reader: UapiReader): UapiFile {
-    if (this.#closed) throw new HvError('HV_ERR_CHANNEL_CLOSED', 'the file copy channel is closed');
-    if (this.#reader) throw new HvError('HV_ERR_INVALID_STATE', '/dev/vmbus/hv_fcopy is busy (already open)');
-    this.#reader = reader;
-    let open = true;
-    return {
-      write: (msg) => {
-        if (!open || this.#reader !== reader)
-          throw new HvError('HV_ERR_CHANNEL_CLOSED', 'device node closed');
-        this.#onDaemonWrite(msg);
-      },
-      close: () => {
-        if (!open) return;
-        open = false;
-        if (this.#reader === reader) this.#onRelease();
-      },
-    };
+  onDaemonMessage(msg: Uint8Array): void {
+    this.#onDaemonWrite(msg);
+  }
+
+  /** The daemon closed the node (or died): a waiting request fails with HV_E_FAIL (Linux `fcopy_on_reset`). */
+  onDaemonRelease(): void {
+    this.#onRelease();
   }
 
   onPacket(pkt: IncomingPacket): void {
@@ -230,7 +210,7 @@ export class FcopyGuest implements ChannelHandler {
     } catch {
       out = null;
     }
-    if (!out || !this.#reader) {
+    if (!out) {
       this.#respond(HV_E_FAIL);
       return;
     }
@@ -239,7 +219,7 @@ export class FcopyGuest implements ChannelHandler {
       this.#cancelTimer = null;
       if (this.#pending) this.#respond(HV_E_FAIL);
     });
-    this.#reader(out);
+    if (!this.#toDaemon(out)) this.#respond(HV_E_FAIL);
   }
 
   #onDaemonWrite(msg: Uint8Array): void {
@@ -251,14 +231,13 @@ export class FcopyGuest implements ChannelHandler {
     }
     if (!this.#registered) {
       this.#registered = true;
-      if (value !== FCOPY_VERSION_0) this.#reader?.(encodeFcopyInt(FCOPY_CURRENT_VERSION, this.#int));
+      if (value !== FCOPY_VERSION_0) this.#toDaemon(encodeFcopyInt(FCOPY_CURRENT_VERSION, this.#int));
       return;
     }
     if (this.#pending) this.#respond(value);
   }
 
   #onRelease(): void {
-    this.#reader = null;
     this.#registered = false;
     if (this.#pending) this.#respond(HV_E_FAIL);
     // Requests that queued behind it have no daemon either.

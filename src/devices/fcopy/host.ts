@@ -15,10 +15,9 @@ import {
   HV_DO_FCOPY,
   type StartFcopy,
 } from '../../protocol/ic/fcopy.ts';
-import { ICMSGTYPE_FCOPY, type IcMessage, type IcVersion } from '../../protocol/ic/icmsg.ts';
+import { ICMSGTYPE_FCOPY, type IcMessage } from '../../protocol/ic/icmsg.ts';
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
-import { hostProfile } from '../../vmbus/host-profiles.ts';
-import { IcHost, type IcOffer, type IcStatus } from '../ic/host.ts';
+import { hostIcOffer, IcHost, type IcOffer, type IcStatus } from '../ic/host.ts';
 
 /** Called with the guest's `icmsg_hdr.status` (HRESULT), or an HvError when no answer came. */
 export type FcopyCallback = (err: HvError | null, status: number) => void;
@@ -31,16 +30,12 @@ export interface FcopyHostOptions {
   responseTimeoutMs?: number;
 }
 
-const split = (x: number): IcVersion => ({ major: x >>> 16, minor: x & 0xffff });
-
 /**
  * The fcopy offer of a host profile (`src/vmbus/host-profiles.ts`).
  * @throws HvError `HV_ERR_UNSUPPORTED` when that release has no Guest Service Interface (before WS2012R2).
  */
 export function hostFcopyOffer(profile: string): IcOffer {
-  const o = hostProfile(profile).ics.fcopy;
-  if (!o) throw new HvError('HV_ERR_UNSUPPORTED', `host profile ${profile} has no Guest Service Interface`);
-  return { framework: o.framework.map(split), message: o.message.map(split) };
+  return hostIcOffer(profile, 'fcopy');
 }
 
 /** The fcopy device on one host channel. */
@@ -52,10 +47,17 @@ export class FcopyHost implements ChannelHandler {
   #cancelTimer: (() => void) | null = null;
   /** A request the ring had no room for, retried from onWritable. */
   #unsent: ((buf: Uint8Array, off: number) => number) | null = null;
+  #retryArmed = false;
+  /** What the outstanding request is (and its file offset, or -1), for the timeout message. */
+  #what = '';
+  #whatOffset = -1;
   readonly #onTimeout = () => {
     this.#cancelTimer = null;
     this.#settle(
-      new HvError('HV_ERR_TIMEOUT', `the guest did not answer a file copy request in ${this.#timeoutMs} ms`),
+      new HvError(
+        'HV_ERR_TIMEOUT',
+        `the guest did not answer ${this.#what}${this.#whatOffset >= 0 ? ` at offset ${this.#whatOffset}` : ''}${this.#unsent ? ' (still not sent: the ring stayed full)' : ''} in ${this.#timeoutMs} ms`,
+      ),
       0,
     );
   };
@@ -92,7 +94,7 @@ export class FcopyHost implements ChannelHandler {
   /** START_FILE_COPY (names as UTF-16). @throws HvError as {@link FcopyHost.write} and for names over 259 units. */
   startFileCopy(m: StartFcopy, cb: FcopyCallback): void {
     encodeStartFcopy(m, new Uint8Array(1088)); // validate before anything is sent
-    this.#request((buf, off) => encodeStartFcopy(m, buf, off), cb);
+    this.#request('START_FILE_COPY', (buf, off) => encodeStartFcopy(m, buf, off), cb);
   }
 
   /**
@@ -101,20 +103,25 @@ export class FcopyHost implements ChannelHandler {
    * @throws HvError `HV_ERR_INVALID_STATE` before negotiation or while a request is outstanding.
    */
   write(fileOffset: number, fill: (buf: Uint8Array, at: number) => number, cb: FcopyCallback): void {
-    this.#request((buf, off) => {
-      const n = fill(buf, off + HV_DO_FCOPY.offsets.data);
-      return encodeDoFcopyHeader(fileOffset, n, buf, off);
-    }, cb);
+    this.#request(
+      'WRITE_TO_FILE',
+      (buf, off) => {
+        const n = fill(buf, off + HV_DO_FCOPY.offsets.data);
+        return encodeDoFcopyHeader(fileOffset, n, buf, off);
+      },
+      cb,
+      fileOffset,
+    );
   }
 
   /** COMPLETE_FCOPY (header only). */
   complete(cb: FcopyCallback): void {
-    this.#request((buf, off) => encodeFcopyHdr(COMPLETE_FCOPY, buf, off), cb);
+    this.#request('COMPLETE_FCOPY', (buf, off) => encodeFcopyHdr(COMPLETE_FCOPY, buf, off), cb);
   }
 
   /** CANCEL_FCOPY (header only). */
   cancel(cb: FcopyCallback): void {
-    this.#request((buf, off) => encodeFcopyHdr(CANCEL_FCOPY, buf, off), cb);
+    this.#request('CANCEL_FCOPY', (buf, off) => encodeFcopyHdr(CANCEL_FCOPY, buf, off), cb);
   }
 
   onPacket(pkt: IncomingPacket): void {
@@ -125,13 +132,32 @@ export class FcopyHost implements ChannelHandler {
     const fill = this.#unsent;
     if (!fill) return;
     if (this.#ic.send(fill)) this.#unsent = null;
+    else this.#armRetry();
+  }
+
+  /**
+   * Retries a blocked request on a short timer too: a reader that freed the room between our failed write
+   * and our pending_send_sz store never signals (see the report on src/vmbus/ring-channel.ts `send`).
+   */
+  #armRetry(): void {
+    if (this.#retryArmed) return;
+    this.#retryArmed = true;
+    this.#clock.setTimer(1, () => {
+      this.#retryArmed = false;
+      this.onWritable();
+    });
   }
 
   onClose(reason?: Error): void {
     this.#ic.onClose(reason);
   }
 
-  #request(fill: (buf: Uint8Array, off: number) => number, cb: FcopyCallback): void {
+  #request(
+    what: string,
+    fill: (buf: Uint8Array, off: number) => number,
+    cb: FcopyCallback,
+    fileOffset = -1,
+  ): void {
     if (this.#cb)
       throw new HvError('HV_ERR_INVALID_STATE', 'a file copy request is already waiting for the guest');
     if (this.#ic.state !== 'ready') {
@@ -141,8 +167,13 @@ export class FcopyHost implements ChannelHandler {
       );
     }
     this.#cb = cb;
+    this.#what = what;
+    this.#whatOffset = fileOffset;
     this.#cancelTimer = this.#clock.setTimer(this.#timeoutMs, this.#onTimeout);
-    if (!this.#ic.send(fill)) this.#unsent = fill;
+    if (!this.#ic.send(fill)) {
+      this.#unsent = fill;
+      this.#armRetry();
+    }
   }
 
   #settle(err: HvError | null, status: number): void {

@@ -32,7 +32,7 @@ import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../vmbus/chan
 /** Guest implementations whose negotiation rules and service behaviour we reproduce. */
 export type IcGuestFlavor = 'linux' | 'freebsd' | 'openvmm';
 
-/** The three utility ICs built here. */
+/** The utility ICs whose negotiation lists live in this table (kvp, vss and fcopy keep theirs in their drivers). */
 export type UtilityIcName = 'heartbeat' | 'shutdown' | 'timesync';
 
 const v = (major: number, minor: number): IcVersion => ({ major, minor });

@@ -29,8 +29,8 @@ import { type HostProfileName, hostProfile } from '../../vmbus/host-profiles.ts'
 /** Host version profile names (src/vmbus/host-profiles.ts owns the table). */
 export type IcHostProfile = HostProfileName;
 
-/** The three utility ICs built here. */
-export type UtilityIc = 'heartbeat' | 'shutdown' | 'timesync';
+/** The utility ICs with a host offer in the profile table. */
+export type UtilityIc = 'heartbeat' | 'shutdown' | 'timesync' | 'kvp' | 'vss' | 'fcopy';
 
 /** What a host offers in NEGOTIATE, both lists ascending. */
 export interface IcOffer {

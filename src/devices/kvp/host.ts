@@ -5,7 +5,7 @@
  * Versions come from the host profile (src/vmbus/host-profiles.ts `kvp`).
  */
 import { HvError } from '../../protocol/errors.ts';
-import { HV_S_OK, ICMSGTYPE_KVPEXCHANGE, type IcMessage, type IcVersion } from '../../protocol/ic/icmsg.ts';
+import { HV_S_OK, ICMSGTYPE_KVPEXCHANGE, type IcMessage } from '../../protocol/ic/icmsg.ts';
 import {
   decodeKvpIpReply,
   decodeKvpReply,
@@ -18,19 +18,14 @@ import {
   type KvpRequest,
 } from '../../protocol/ic/kvp.ts';
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
-import { hostProfile } from '../../vmbus/host-profiles.ts';
-import { IcHost, type IcOffer, type IcStatus } from '../ic/host.ts';
-
-const split = (x: number): IcVersion => ({ major: x >>> 16, minor: x & 0xffff });
+import { hostIcOffer, IcHost, type IcOffer, type IcStatus } from '../ic/host.ts';
 
 /**
  * The KVP NEGOTIATE offer of a host profile (framework [1.0, 3.0], message versions ascending).
  * @throws HvError `HV_ERR_INVALID_ARGUMENT` for an unknown profile, `HV_ERR_UNSUPPORTED` without KVP.
  */
 export function hostKvpOffer(profile: string): IcOffer {
-  const offer = hostProfile(profile).ics.kvp;
-  if (!offer) throw new HvError('HV_ERR_UNSUPPORTED', `host profile ${profile} has no KVP service`);
-  return { framework: offer.framework.map(split), message: offer.message.map(split) };
+  return hostIcOffer(profile, 'kvp');
 }
 
 /** The guest's answer to one request. */

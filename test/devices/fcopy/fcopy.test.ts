@@ -1,6 +1,7 @@
 /**
  * File copy IC end to end inside one thread: FcopyHost ↔ loopback channel ↔ FcopyGuest (Linux hv_fcopy
- * rules) ↔ our in-process daemon writing into a temporary folder. Statuses are the HRESULTs of
+ * rules) ↔ our daemon, answering synchronously in place of the device node, writing into a temporary
+ * folder (the node + socket path is covered by test/fcopy-parity). Statuses are the HRESULTs of
  * include/uapi/linux/hyperv.h; file semantics those of reference/vmbus-core-ics.md §7.5.
  */
 import assert from 'node:assert/strict';
@@ -11,7 +12,8 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { FcopyGuest } from '../../../src/devices/fcopy/guest.ts';
 import { FcopyHost, hostFcopyOffer } from '../../../src/devices/fcopy/host.ts';
-import { runFcopyDaemonInProcess } from '../../../src/guest/daemons/fcopy/in-process.ts';
+import { FcopyDaemon, type FcopyDaemonOptions } from '../../../src/guest/daemons/fcopy/daemon.ts';
+import { encodeFcopyInt, FCOPY_CURRENT_VERSION } from '../../../src/protocol/uapi/fcopy.ts';
 import { CREATE_PATH, DATA_FRAGMENT, OVER_WRITE } from '../../../src/protocol/ic/fcopy.ts';
 import { HV_E_FAIL, HV_ERROR_ALREADY_EXISTS, HV_S_OK } from '../../../src/protocol/ic/icmsg.ts';
 import { loopback, ManualClock } from '../ic/loopback.ts';
@@ -19,18 +21,50 @@ import { loopback, ManualClock } from '../ic/loopback.ts';
 const root = mkdtempSync(join(tmpdir(), 'hvis-fcopy-dev-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
+/** Our daemon wired straight to the driver: each message it gets is answered before toDaemon returns. */
+function directDaemon(opts: FcopyDaemonOptions) {
+  let guest: FcopyGuest | null = null;
+  let daemon: FcopyDaemon | null = null;
+  return {
+    toDaemon(msg: Uint8Array): boolean {
+      if (!guest || !daemon) return false;
+      if (msg.length === 4) return true; // the kernel's version answer
+      guest.onDaemonMessage(encodeFcopyInt(daemon.handle(msg)));
+      return true;
+    },
+    start(g: FcopyGuest) {
+      guest = g;
+      daemon = new FcopyDaemon(opts);
+      g.onDaemonMessage(encodeFcopyInt(FCOPY_CURRENT_VERSION));
+    },
+    stop() {
+      daemon?.close();
+      daemon = null;
+      guest?.onDaemonRelease();
+    },
+  };
+}
+
 function setup(opts: { daemon?: boolean; allowedRoots?: string[] } = {}) {
   const clock = new ManualClock();
+  const direct = directDaemon({ allowedRoots: opts.allowedRoots ?? [], log: () => {} });
+  const sent: Uint8Array[] = [];
   const lb = loopback(
     (ch) => new FcopyHost(ch, { clock, offer: hostFcopyOffer('WS2022') }),
-    (ch) => new FcopyGuest(ch, { clock }),
+    (ch) =>
+      new FcopyGuest(ch, {
+        clock,
+        toDaemon: (m) => {
+          sent.push(m.slice());
+          // Without our daemon the node is held by a silent test daemon.
+          return opts.daemon === false ? true : direct.toDaemon(m);
+        },
+      }),
   );
   lb.host.start();
   lb.pump();
-  const d =
-    opts.daemon === false
-      ? null
-      : runFcopyDaemonInProcess(lb.guest, { allowedRoots: opts.allowedRoots ?? [], log: () => {} });
+  if (opts.daemon !== false) direct.start(lb.guest);
+  const d = opts.daemon === false ? null : direct;
   /** Runs one request and returns the guest's status. */
   const call = (send: (cb: (e: Error | null, s: number) => void) => void): number => {
     let got: number | Error | undefined;
@@ -63,7 +97,7 @@ function setup(opts: { daemon?: boolean; allowedRoots?: string[] } = {}) {
     }
     return call((cb) => lb.host.complete(cb));
   };
-  return { lb, clock, d, call, copy };
+  return { lb, clock, d, call, copy, sent };
 }
 
 test('negotiates framework 3.0 and fcopy 1.1 as Linux hv_fcopy does', () => {
@@ -161,8 +195,9 @@ test('no daemon: requests fail with HV_E_FAIL at once (Linux: state below HVUTIL
 });
 
 test('a daemon that never answers: the guest answers HV_E_FAIL after 30 s', () => {
-  const { lb, clock } = setup({ daemon: false });
-  lb.guest.open(() => {}).write(Uint8Array.of(1, 0, 0, 0));
+  const { lb, clock, sent } = setup({ daemon: false });
+  lb.guest.onDaemonMessage(Uint8Array.of(1, 0, 0, 0));
+  assert.deepEqual([...sent[0]!], [1, 0, 0, 0], 'FCOPY_CURRENT_VERSION answers the registration');
   let got: number | undefined;
   lb.host.startFileCopy({ fileName: 'f', pathName: root, copyFlags: 0, fileSize: 1 }, (_e, s) => {
     got = s;

@@ -1,48 +1,34 @@
 /**
- * Runs our fcopy daemon inside the guest worker, holding the driver's `/dev/vmbus/hv_fcopy` node directly
- * (no socket): it registers with FCOPY_CURRENT_VERSION, skips the kernel's 4-byte version answer, and
- * answers each request synchronously with its status.
+ * Serves our fcopy daemon on an open `/dev/vmbus/hv_fcopy` (a {@link UapiFile}: the guest kernel's node
+ * in-process, or the uapi socket bridge from a standalone process), as `hv_fcopy_daemon`'s main loop:
+ * write FCOPY_CURRENT_VERSION, read the kernel's 4-byte version answer, then one 4-byte status per request.
  */
-import type { UapiFile } from '../../../devices/fcopy/guest.ts';
+import type { UapiFile } from '../../../bridges/uapi/file.ts';
 import { encodeFcopyInt, FCOPY_CURRENT_VERSION, FCOPY_INT_MSG } from '../../../protocol/uapi/fcopy.ts';
 import { FcopyDaemon, type FcopyDaemonOptions } from './daemon.ts';
 
-/** What the daemon needs of the driver: its device node. */
-export interface FcopyNode {
-  open(reader: (msg: Uint8Array) => void): UapiFile;
-}
-
-/** A running in-process daemon; `stop` closes the node (a waiting request fails) and drops any partial copy. */
-export interface RunningFcopyDaemon {
-  readonly daemon: FcopyDaemon;
-  stop(): void;
-}
-
 /**
- * Opens the node and serves it.
- * @throws HvError when the node is busy or the channel is closed.
+ * Registers and answers requests until the file closes; then drops any partial copy.
+ * @returns when the device closed (the kernel went away or `file.close()` was called).
  */
-export function runFcopyDaemonInProcess(node: FcopyNode, opts: FcopyDaemonOptions = {}): RunningFcopyDaemon {
+export async function serveFcopy(file: UapiFile, opts: FcopyDaemonOptions = {}): Promise<void> {
   const daemon = new FcopyDaemon(opts);
   const reply = new Uint8Array(FCOPY_INT_MSG);
-  let registered = false;
-  let file: UapiFile | null = null;
-  file = node.open((msg) => {
-    if (!registered) {
-      // The kernel's version answer (4 bytes) comes first.
-      registered = true;
-      if (msg.length === FCOPY_INT_MSG) return;
+  try {
+    file.write(encodeFcopyInt(FCOPY_CURRENT_VERSION, reply));
+    let first = true;
+    for (;;) {
+      const msg = await file.read();
+      if (first) {
+        first = false;
+        // The kernel's version answer (4 bytes) comes first.
+        if (msg.length === FCOPY_INT_MSG) continue;
+      }
+      file.write(encodeFcopyInt(daemon.handle(msg), reply));
     }
-    const status = daemon.handle(msg);
-    file?.write(encodeFcopyInt(status, reply));
-  });
-  file.write(encodeFcopyInt(FCOPY_CURRENT_VERSION, reply));
-  return {
-    daemon,
-    stop: () => {
-      file?.close();
-      file = null;
-      daemon.close();
-    },
-  };
+  } catch {
+    // closed
+  } finally {
+    daemon.close();
+  }
 }
