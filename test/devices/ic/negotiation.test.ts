@@ -8,7 +8,7 @@ import {
   type IcGuestFlavor,
   selectIcVersions,
 } from '../../../src/devices/ic/guest.ts';
-import { hostIcOffer, IcHost, type IcOffer, type UtilityIc } from '../../../src/devices/ic/host.ts';
+import { hostIcOffer, IcHost, type IcOffer } from '../../../src/devices/ic/host.ts';
 import { ICMSGTYPE_HEARTBEAT } from '../../../src/protocol/ic/icmsg.ts';
 import { loopback } from './loopback.ts';
 
@@ -51,7 +51,7 @@ const EXPECTED: Record<IcGuestFlavor, Record<(typeof PROFILES)[number], [string,
     WS2025: ['3.0/3.0', '3.0/3.2', '3.0/4.0'],
   },
 };
-const ICS: UtilityIc[] = ['heartbeat', 'shutdown', 'timesync'];
+const ICS = ['heartbeat', 'shutdown', 'timesync'] as const;
 
 test('every flavor × profile × IC selects the versions its rule gives', () => {
   for (const flavor of ['linux', 'freebsd', 'openvmm'] as const) {
