@@ -9,7 +9,7 @@ import { StorvscController } from '../../src/devices/storage/guest.ts';
 import { StorvspController } from '../../src/devices/storage/host.ts';
 import { Guid } from '../../src/protocol/guid.ts';
 import { STORVSC_RING_BYTES } from '../../src/protocol/vstor/constants.ts';
-import { HV_SCSI_GUID } from '../../src/protocol/vmbus/device-guids.ts';
+import { HV_SCSI_GUID, HV_SYNTHFC_GUID } from '../../src/protocol/vmbus/device-guids.ts';
 import { VmbusClient } from '../../src/vmbus/client.ts';
 import { hostProfile, type HostProfileName } from '../../src/vmbus/host-profiles.ts';
 import { GuestMemory } from '../../src/vmbus/memory.ts';
@@ -31,6 +31,8 @@ export async function createStorageLoopback(o: {
   subChannels?: number;
   memoryBytes?: number;
   versions?: readonly number[];
+  /** Virtual Fibre Channel HBA with these WWNs instead of a SCSI controller. */
+  fc?: { portWwn: Uint8Array; nodeWwn: Uint8Array };
 }): Promise<StorageLoopback> {
   const profile = hostProfile(o.profile ?? 'WS2022');
   const memory = new GuestMemory(o.memoryBytes ?? 64 * 2 ** 20);
@@ -44,16 +46,18 @@ export async function createStorageLoopback(o: {
     instance: Guid.parse('f8b3781b-1e82-4818-a1c3-63d806ec15bb'),
     profile: profile.name,
     maxSubChannels: o.subChannels ?? 1,
+    ...(o.fc ? { fc: o.fc } : {}),
   });
   for (const d of o.disks) host.attach(d.lun, d.disk, diskIdFor(d.lun));
   host.offer();
   const client = new VmbusClient({ synic: guestPort, memory });
   const guest = new StorvscController({
+    ...(o.fc ? { fc: true } : {}),
     memory,
     subChannels: o.subChannels ?? 1,
     ...(o.versions ? { versions: o.versions } : {}),
   });
-  client.registerDriver(HV_SCSI_GUID, {
+  client.registerDriver(o.fc ? HV_SYNTHFC_GUID : HV_SCSI_GUID, {
     name: 'hv_storvsc',
     sendRingBytes: STORVSC_RING_BYTES,
     recvRingBytes: STORVSC_RING_BYTES,

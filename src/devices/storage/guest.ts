@@ -27,6 +27,7 @@ import * as vs from '../../protocol/vstor/constants.ts';
 import {
   type VmscsiRequest,
   decodeChannelProperties,
+  decodeFcWwnPacket,
   encodeProtocolVersion,
   encodeSubChannelCount,
   newVmscsiRequest,
@@ -52,6 +53,8 @@ export interface StorvscOptions {
   subChannels?: number;
   /** Concurrent SRBs (bounce slots of max-transfer size in guest RAM). Default 32. */
   queueDepth?: number;
+  /** A Fibre Channel HBA (class HV_SYNTHFC_GUID): ask FCHBA_DATA at init, cap transfers at 512 KiB. */
+  fc?: boolean;
   /** Called after each scan with the current disks. */
   onDisksChanged?(disks: readonly GuestDisk[]): void;
   log?(message: string): void;
@@ -95,6 +98,8 @@ export class StorvscController {
   readonly ready: Promise<void>;
   #readyResolve!: () => void;
   #readyReject!: (e: Error) => void;
+  /** FC port and node WWNs (8 bytes each) after FCHBA_DATA, null for SCSI. */
+  wwns: { port: Uint8Array; node: Uint8Array } | null = null;
   /** Completions from the host that matched no request or were malformed. */
   badCompletions = 0;
 
@@ -172,7 +177,17 @@ export class StorvscController {
         (await this.#control(ch, vs.VSTOR_OPERATION_QUERY_PROPERTIES, undefined, true)).subarray(12),
       );
       if (props.maxTransferBytes >= HV_HYP_PAGE_SIZE)
-        this.#maxTransfer = Math.min(props.maxTransferBytes, 1 << 20) & ~(HV_HYP_PAGE_SIZE - 1);
+        this.#maxTransfer =
+          Math.min(props.maxTransferBytes, this.#o.fc ? 512 * 1024 : 1 << 20) & ~(HV_HYP_PAGE_SIZE - 1);
+      if (this.#o.fc) {
+        // Linux storvsc FC: FCHBA_DATA before END_INITIALIZATION; primary WWNs if primary_active.
+        const w = decodeFcWwnPacket(
+          (await this.#control(ch, vs.VSTOR_OPERATION_FCHBA_DATA, undefined, true)).subarray(12),
+        );
+        this.wwns = w.primaryActive
+          ? { port: w.primaryPortWwn, node: w.primaryNodeWwn }
+          : { port: w.secondaryPortWwn, node: w.secondaryNodeWwn };
+      }
       await this.#control(ch, vs.VSTOR_OPERATION_END_INITIALIZATION, undefined, true);
       const want = Math.min(this.#o.subChannels ?? 1, props.maxChannelCount);
       if (props.flags & vs.STORAGE_CHANNEL_SUPPORTS_MULTI_CHANNEL && want > 0)

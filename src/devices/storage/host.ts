@@ -22,11 +22,12 @@ import {
   decodeProtocolVersion,
   decodeSubChannelCount,
   encodeChannelProperties,
+  encodeFcWwnPacket,
   newVmscsiRequest,
   readVmscsiRequest,
   writeVmscsiRequest,
 } from '../../protocol/vstor/packet.ts';
-import { HV_SCSI_GUID } from '../../protocol/vmbus/device-guids.ts';
+import { HV_SCSI_GUID, HV_SYNTHFC_GUID } from '../../protocol/vmbus/device-guids.ts';
 import {
   type GpaRange,
   HV_HYP_PAGE_SIZE,
@@ -80,6 +81,11 @@ export interface StorvspOptions {
   /** max_transfer_bytes in QUERY_PROPERTIES (default 256 KiB, OpenVMM's). */
   maxTransferBytes?: number;
   log?: (message: string) => void;
+  /**
+   * A virtual Fibre Channel HBA instead of a SCSI controller: offered as HV_SYNTHFC_GUID and answering
+   * FCHBA_DATA during initialization with these WWNs (8 bytes each, big-endian as Linux `wwn_to_u64`).
+   */
+  fc?: { portWwn: Uint8Array; nodeWwn: Uint8Array };
 }
 
 /** What the host tells about one LUN. */
@@ -99,6 +105,7 @@ export class StorvspController {
   readonly #luns = new Map<number, ScsiDisk>();
   readonly #subOffers: OfferHandle[] = [];
   readonly #maxVersion: number;
+  readonly #classId: Guid;
   #primary: StorvspChannel | null = null;
   #version = 0;
   #handle: OfferHandle | null = null;
@@ -107,12 +114,13 @@ export class StorvspController {
     this.#o = o;
     this.instance = o.instance;
     this.#maxVersion = vstorMaxVersion(o.profile);
+    this.#classId = o.fc ? HV_SYNTHFC_GUID : HV_SCSI_GUID;
   }
 
   /** Offers the primary channel to the guest (once). */
   offer(): OfferHandle {
     this.#handle ??= this.#o.server.offer(
-      { interfaceType: HV_SCSI_GUID, instance: this.instance },
+      { interfaceType: this.#classId, instance: this.instance },
       (ch, info) => {
         const c = new StorvspChannel(this, ch, info.memory, true);
         this.#primary = c;
@@ -193,12 +201,26 @@ export class StorvspController {
       const index = this.#subOffers.length + 1;
       this.#subOffers.push(
         this.#o.server.offer(
-          { interfaceType: HV_SCSI_GUID, instance: this.instance, subChannelIndex: index },
+          { interfaceType: this.#classId, instance: this.instance, subChannelIndex: index },
           (ch, info) => new StorvspChannel(this, ch, info.memory, false),
         ),
       );
     }
     return true;
+  }
+
+  /** @internal WWN packet for FCHBA_DATA, or null for a SCSI controller. */
+  get fcWwns(): Uint8Array | null {
+    const fc = this.#o.fc;
+    return fc
+      ? encodeFcWwnPacket({
+          primaryActive: true,
+          primaryPortWwn: fc.portWwn,
+          primaryNodeWwn: fc.nodeWwn,
+          secondaryPortWwn: new Uint8Array(8),
+          secondaryNodeWwn: new Uint8Array(8),
+        })
+      : null;
   }
 
   /** @internal */
@@ -311,6 +333,15 @@ class StorvspChannel implements ChannelHandler {
         if (s !== 'end') return vs.STATUS_INVALID_DEVICE_STATE;
         this.#state = 'ready';
         return vs.STATUS_SUCCESS;
+      case vs.VSTOR_OPERATION_FCHBA_DATA: {
+        // FC only, between QUERY_PROPERTIES and END_INITIALIZATION (devices.md B.4 step 5, B.13).
+        const wwns = this.#c.fcWwns;
+        if (!wwns) return vs.STATUS_INVALID_DEVICE_REQUEST;
+        if (s !== 'end') return vs.STATUS_INVALID_DEVICE_STATE;
+        reply.fill(0, vs.VSTOR_PACKET_HEADER_SIZE);
+        reply.set(wwns.subarray(0, reply.length - vs.VSTOR_PACKET_HEADER_SIZE), vs.VSTOR_PACKET_HEADER_SIZE);
+        return vs.STATUS_SUCCESS;
+      }
       case vs.VSTOR_OPERATION_CREATE_SUB_CHANNELS:
         if (s !== 'end' && s !== 'ready') return vs.STATUS_INVALID_DEVICE_STATE;
         if (payload.length < 2) return vs.STATUS_INVALID_PARAMETER;

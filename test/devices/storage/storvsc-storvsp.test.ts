@@ -147,3 +147,23 @@ test('UNMAP through storvsc deallocates VHDX blocks (reads as zeros)', async () 
     await disk.close();
   }
 });
+
+test('virtual Fibre Channel HBA: offered as SYNTHFC, FCHBA_DATA gives the WWNs, disks work', async () => {
+  const disk = await createDisk(join(dir, 'fc.raw'), { size: 2 ** 20, type: 'fixed', format: 'Raw' });
+  const portWwn = Uint8Array.of(0xc0, 0x03, 0xff, 0, 0, 0, 0, 1);
+  const nodeWwn = Uint8Array.of(0xc0, 0x03, 0xff, 0, 0, 0, 0, 2);
+  const lb = await createStorageLoopback({ disks: [{ lun: 0, disk }], fc: { portWwn, nodeWwn } });
+  try {
+    assert.deepEqual(lb.guest.wwns, { port: portWwn, node: nodeWwn });
+    assert.equal(lb.server.channels()[0]?.interfaceType, '2f9bcc4a-0069-4af3-b76b-6fd0be528cda');
+    assert.equal(lb.guest.maxTransferBytes, 256 * 1024);
+    const d = lb.guest.disks()[0]!;
+    await d.write(pattern(8192, 5), 0);
+    const back = new Uint8Array(8192);
+    await d.read(back, 0);
+    assert.deepEqual(back, pattern(8192, 5));
+  } finally {
+    lb.close();
+    await disk.close();
+  }
+});
