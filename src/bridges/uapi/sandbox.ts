@@ -13,6 +13,14 @@ const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 
 export interface SandboxOptions {
   kind: 'real' | 'ours';
+  /** Which daemon: `hv_<service>_daemon` / our `guest/daemons/<service>/main.js` (default kvp). */
+  service?: 'kvp' | 'fcopy' | 'vss';
+  /** Extra arguments for our daemon's entry (ignored for `real`). */
+  args?: readonly string[];
+  /** Extra environment (e.g. HVSHIM_MOUNTS, HVSHIM_FAKE_FREEZE for the real hv_vss_daemon). */
+  env?: Readonly<Record<string, string>>;
+  /** Shell commands run inside the namespaces before the daemon starts (e.g. mount a small tmpfs). */
+  prelude?: string;
   /** The bridge socket (a filesystem path: abstract sockets do not cross network namespaces). */
   socket: string;
   /** Directory bound over /var/lib (pool files appear in `<state>/hyperv`). */
@@ -23,19 +31,28 @@ export interface SandboxOptions {
   deviceId?: string;
   /** Where the daemon's stderr goes (default: ignored). */
   stderr?: 'inherit' | 'pipe' | 'ignore';
-  /** Daemon binary for `real` (default /usr/sbin/hv_kvp_daemon). */
+  /** Daemon binary for `real` (default /usr/sbin/hv_<service>_daemon). */
   binary?: string;
 }
 
 /** Spawns the sandboxed daemon; kill it with `process.kill(-child.pid)` or by closing the bridge. */
 export function spawnSandboxedDaemon(o: SandboxOptions): ChildProcess {
   mkdirSync(o.state, { recursive: true });
-  const cmd =
+  const svc = o.service ?? 'kvp';
+  let cmd =
     o.kind === 'real'
-      ? [o.binary ?? '/usr/sbin/hv_kvp_daemon', '-n']
-      : [process.execPath, `${ROOT}dist/src/guest/daemons/kvp/main.js`, '--socket', o.socket];
+      ? [o.binary ?? `/usr/sbin/hv_${svc}_daemon`, '-n']
+      : [
+          process.execPath,
+          `${ROOT}dist/src/guest/daemons/${svc}/main.js`,
+          '--socket',
+          o.socket,
+          ...(o.args ?? []),
+        ];
+  if (o.prelude) cmd = ['/bin/sh', '-c', `${o.prelude}\nexec "$@"`, 'sh', ...cmd];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    ...o.env,
     SANDBOX_STATE: o.state,
     HVSHIM_SOCKET: o.socket,
     HVSHIM_QUIET: '1',
