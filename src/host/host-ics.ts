@@ -10,6 +10,7 @@ import { HeartbeatHost } from '../devices/heartbeat/host.ts';
 import { type IcStatus as DeviceIcStatus, hostIcOffer } from '../devices/ic/host.ts';
 import { ShutdownHost } from '../devices/shutdown/host.ts';
 import { TimesyncHost } from '../devices/timesync/host.ts';
+import { hostVssOffer, VssHost } from '../devices/vss/host.ts';
 import { HvError } from '../protocol/errors.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
 import type { KvpExchange } from './kvp-exchange.ts';
@@ -31,6 +32,8 @@ export interface HostIc {
   noteGuestOffset?(ms: number): void;
   /** The file copy device (Guest Service Interface). */
   fcopy?: FcopyHost;
+  /** The VSS device (backup requests). */
+  vss?: VssHost;
 }
 
 export interface HostIcContext {
@@ -85,6 +88,10 @@ export const hostIcFactories: Partial<
   'Guest Service Interface': (ch, ctx) => {
     const d = new FcopyHost(ch, { clock: ctx.clock, offer: hostFcopyOffer(ctx.profile) });
     return { handler: d, start: () => d.start(), stop: () => {}, status: () => toStatus(d.status), fcopy: d };
+  },
+  VSS: (ch, ctx) => {
+    const d = new VssHost(ch, { clock: ctx.clock, offer: hostVssOffer(ctx.profile) });
+    return { handler: d, start: () => d.start(), stop: () => {}, status: () => toStatus(d.status), vss: d };
   },
   'Time Synchronization': (ch, ctx) => {
     const d = new TimesyncHost(ch, {

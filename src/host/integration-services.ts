@@ -60,7 +60,7 @@ export const INTEGRATION_SERVICES: readonly IntegrationServiceSpec[] = [
     name: 'VSS',
     windowsService: 'vmicvss',
     classId: '35fa2e29-ea23-4236-96ae-3a6ebacba440',
-    implemented: false,
+    implemented: true,
   },
 ];
 

@@ -2,6 +2,7 @@
  * The contract between a {@link Vm} and its running machine (guest memory, guest worker, VMBus server,
  * host integration services). Kept apart so the lifecycle logic does not depend on how a guest runs.
  */
+import type { VssHost } from '../devices/vss/host.ts';
 import type { CopyVmFileOptions, CopyVmFileRequest } from './copy-vmfile.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
 import type { KvpExchange } from './kvp-exchange.ts';
@@ -47,6 +48,8 @@ export interface VmSession {
    * @throws HvError `HV_ERR_INVALID_STATE` when the service is not connected; as `copyVmFile`.
    */
   copyFile?(req: CopyVmFileRequest, opts?: CopyVmFileOptions): Promise<number>;
+  /** The connected VSS device (backup requests, host/vss-requestor.ts), or null when VSS is not connected. */
+  vssDevice?(): VssHost | null;
   /** Guest IP addresses (from KVP; empty until KVP is built). */
   ipAddresses(): string[];
   /** The VM's KVP exchange (Msvm_KvpExchangeComponent), when the session has one. */

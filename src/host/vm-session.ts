@@ -16,6 +16,7 @@ import {
   HV_FCOPY_GUID,
   HV_KVP_GUID,
   HV_TS_GUID,
+  HV_VSS_GUID,
   IC_FCOPY_INSTANCE,
   IC_KVP_INSTANCE,
   IC_SHUTDOWN_INSTANCE,
@@ -28,6 +29,7 @@ import { GuestMemory } from '../vmbus/memory.ts';
 import type { OfferHandle, VmbusServer } from '../vmbus/server.ts';
 import { createSharedSynicBuffer, type SharedSynicPort } from '../vmbus/synic-shared.ts';
 import { hostSideOfSharedVm } from '../vmbus/vm-link.ts';
+import type { VssHost } from '../devices/vss/host.ts';
 import { type CopyVmFileOptions, type CopyVmFileRequest, copyVmFile } from './copy-vmfile.ts';
 import { parseGuestReport } from './guest-reports.ts';
 import { type GuestAgent, SandboxedKvpAgent } from './guest-agent.ts';
@@ -60,6 +62,8 @@ const OFFERS: Partial<Record<IntegrationServiceName, { type: Guid; instance: Gui
   'Time Synchronization': { type: HV_TS_GUID, instance: IC_TIMESYNC_INSTANCE },
   'Key-Value Pair Exchange': { type: HV_KVP_GUID, instance: IC_KVP_INSTANCE },
   'Guest Service Interface': { type: HV_FCOPY_GUID, instance: IC_FCOPY_INSTANCE },
+  // Hyper-V's VSS instance GUID is not in any source we have (reference §6.10): this one is ours.
+  VSS: { type: HV_VSS_GUID, instance: Guid.parse('fedf7c2e-7b45-4a11-8f0c-1b6b0a0c9b02') },
 };
 
 /** Builds sessions for an online host. */
@@ -281,6 +285,11 @@ class WorkerVmSession implements VmSession {
 
   ipAddresses(): string[] {
     return this.kvp.ipAddresses();
+  }
+
+  vssDevice(): VssHost | null {
+    const dev = this.#ics.get('VSS')?.device?.vss;
+    return dev?.status.PrimaryOperationalStatus === 'Ok' ? dev : null;
   }
 
   copyFile(req: CopyVmFileRequest, opts: CopyVmFileOptions = {}): Promise<number> {

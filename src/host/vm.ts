@@ -23,6 +23,8 @@ import {
   type VmView,
 } from './vm-view.ts';
 import type { CopyVmFileOptions, CopyVmFileRequest } from './copy-vmfile.ts';
+import type { VssHost } from '../devices/vss/host.ts';
+import { backup, vssFreeze, vssThaw } from './vss-requestor.ts';
 import type { KvpExchange } from './kvp-exchange.ts';
 import type { IcStatus, VmSession, VmSessionFactory } from './vm-session-types.ts';
 
@@ -330,6 +332,37 @@ export class Vm {
       );
     }
     return s.copyFile({ ...req, vmName: this.name }, opts);
+  }
+
+  /**
+   * Backup with the guest's help (production checkpoints): VSS HOT_BACKUP + FREEZE, `fn`, then THAW — the
+   * thaw always comes (host/vss-requestor.ts).
+   * @throws (rejects) HvError `HV_ERR_INVALID_STATE` when the VM is not running or its VSS service is not
+   *   connected; otherwise as `backup` there.
+   */
+  async backup<T>(fn: () => Promise<T>): Promise<T> {
+    return backup(this.#vssDevice(), this.name, fn);
+  }
+
+  /** VSS FREEZE alone (pair it with {@link vssThaw}; prefer {@link backup}). */
+  vssFreeze(): Promise<void> {
+    return Promise.resolve().then(() => vssFreeze(this.#vssDevice(), this.name));
+  }
+
+  /** VSS THAW. */
+  vssThaw(): Promise<void> {
+    return Promise.resolve().then(() => vssThaw(this.#vssDevice(), this.name));
+  }
+
+  #vssDevice(): VssHost {
+    const dev = this.#state === 'Running' ? this.#session?.vssDevice?.() : null;
+    if (!dev) {
+      throw new HvError(
+        'HV_ERR_INVALID_STATE',
+        `VM '${this.name}' cannot be backed up with the guest's help: it is ${this.#state} or its VSS integration service is not connected`,
+      );
+    }
+    return dev;
   }
 
   /** The guest's view of its bus (lsvmbus). @throws HvError `HV_ERR_INVALID_STATE` when not running. */
