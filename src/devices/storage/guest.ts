@@ -76,6 +76,8 @@ interface Pending {
 interface Slot {
   pfn: number;
   view: Uint8Array;
+  /** GPA-direct extended header over all of the slot's pages. */
+  ext: Uint8Array;
 }
 
 /** One synthetic SCSI controller in the guest. */
@@ -87,6 +89,7 @@ export class StorvscController {
   readonly #slots: Slot[] = [];
   readonly #slotWaiters: ((s: Slot) => void)[] = [];
   readonly #req: VmscsiRequest = newVmscsiRequest();
+  readonly #completion: VmscsiRequest = newVmscsiRequest();
   #nextId = 1;
   #rr = 0;
   #version = 0;
@@ -325,7 +328,10 @@ export class StorvscController {
       this.#slotsMade++;
       const pages = this.#maxTransfer / HV_HYP_PAGE_SIZE;
       const pfn = this.#o.memory.allocPages(pages);
-      return { pfn, view: this.#o.memory.pageView(pfn, pages)! };
+      const pfns: number[] = [];
+      for (let i = 0; i < pages; i++) pfns.push(pfn + i);
+      const ext = encodeGpaDirectHeader([{ byteCount: pages * HV_HYP_PAGE_SIZE, byteOffset: 0, pfns }]);
+      return { pfn, view: this.#o.memory.pageView(pfn, pages)!, ext };
     }
     return new Promise<Slot>((res) => this.#slotWaiters.push(res));
   }
@@ -356,8 +362,8 @@ export class StorvscController {
     const ch = this.#channels[this.#rr++ % Math.max(this.#channels.length, 1)];
     if (!ch || this.#closed) throw new HvError('HV_ERR_CHANNEL_CLOSED', 'storvsc has no open channel');
     const bytes = new Uint8Array(this.#packetSize);
-    new DataView(bytes.buffer).setUint32(0, vs.VSTOR_OPERATION_EXECUTE_SRB, true);
-    new DataView(bytes.buffer).setUint32(4, vs.REQUEST_COMPLETION_FLAG, true);
+    bytes[0] = vs.VSTOR_OPERATION_EXECUTE_SRB;
+    bytes[4] = vs.REQUEST_COMPLETION_FLAG;
     const win8 = this.#packetSize === vs.VSTOR_PACKET_SIZE;
     const r = this.#req;
     r.length = win8 ? 0x34 : 0x24;
@@ -390,10 +396,11 @@ export class StorvscController {
       const slot = await this.#slot();
       try {
         if (!dataIn) slot.view.set(buf);
+        // The slot's GPA-direct header (one range over its pages) is built once; only byte_count and the
+        // length vary. The ring copies it at send time and the slot is ours until the completion.
         const pages = Math.ceil(buf.length / HV_HYP_PAGE_SIZE);
-        const pfns: number[] = [];
-        for (let i = 0; i < pages; i++) pfns.push(slot.pfn + i);
-        const ext = encodeGpaDirectHeader([{ byteCount: buf.length, byteOffset: 0, pfns }]);
+        new DataView(slot.ext.buffer).setUint32(8, buf.length, true);
+        const ext = slot.ext.subarray(0, 16 + 8 * pages);
         reply = await this.#submit(ch, bytes, VM_PKT_DATA_USING_GPA_DIRECT, ext);
         const res = this.#result(reply, buf.length);
         if (dataIn && res.transferred > 0) buf.set(slot.view.subarray(0, res.transferred));
@@ -410,7 +417,7 @@ export class StorvscController {
       this.badCompletions++;
       return { srbStatus: vs.SRB_STATUS_ERROR, scsiStatus: op.SAM_STAT_GOOD, sense: null, transferred: 0 };
     }
-    const r = readVmscsiRequestSafe(reply, newVmscsiRequest());
+    const r = readVmscsiRequestSafe(reply, this.#completion);
     const code = vs.srbStatusCode(r.srbStatus);
     let sense: SenseData | null = null;
     if (r.scsiStatus === op.SAM_STAT_CHECK_CONDITION && r.srbStatus & vs.SRB_STATUS_AUTOSENSE_VALID) {
