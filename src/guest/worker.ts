@@ -40,7 +40,9 @@ const kernel = new GuestKernel({
       : data.kvpRoot,
   kvpBridgeSocket: data.kvpBridgeSocket ?? null,
   fcopyBridgeSocket: data.fcopyBridgeSocket ?? null,
+  fcopyDaemon: !data.fcopyBridgeSocket,
   vssBridgeSocket: data.vssBridgeSocket ?? null,
+  ...(data.vssBridgeSocket ? { vssPolicy: null } : {}),
   halt: () => {
     synic.close();
     (data.doorbell as MessagePort).close();

@@ -49,6 +49,11 @@ export interface VmSessionFactoryOptions {
   workerUrl?: URL;
   /** How long the guest may take to connect to VMBus, ms (default 15 000). */
   connectTimeoutMs?: number;
+  /**
+   * Uapi bridge sockets where outside fcopy / VSS daemons attach (ours standalone, or Debian's through
+   * native/hvshim); a service with a socket runs no in-process daemon. Called per VM.
+   */
+  daemonSockets?: (vmName: string) => { fcopy?: string; vss?: string };
   /** The guest's KVP daemon: ours in the worker (default) or Debian's, sandboxed (`hvis up --guest-agent`). */
   guestAgent?: GuestAgent;
   /** Heap limit of each guest worker, MiB (default 256). */
@@ -148,6 +153,8 @@ class WorkerVmSession implements VmSession {
         doorbell: doorbell.port2,
         refStartNs,
         ...(this.#agent ? { kvpRoot: null, kvpBridgeSocket: this.#agent.socket } : {}),
+        fcopyBridgeSocket: o.daemonSockets?.(cfg.name).fcopy ?? null,
+        vssBridgeSocket: o.daemonSockets?.(cfg.name).vss ?? null,
       },
       transferList: [doorbell.port2],
       resourceLimits: { maxOldGenerationSizeMb: o.guestHeapMb ?? 256 },
