@@ -1,6 +1,6 @@
 /**
- * The guest's storage stack: Linux's `hv_storvsc` driver (class HV_SCSI_GUID, 128 KiB rings each way as
- * storvsc_ringbuffer_size) for every synthetic SCSI controller offered, its disks kept by controller
+ * The guest's storage stack: Linux's `hv_storvsc` driver (classes HV_SCSI_GUID and HV_SYNTHFC_GUID, 128 KiB
+ * rings each way as storvsc_ringbuffer_size) for every synthetic SCSI controller offered, its disks kept by controller
  * instance, and a `disks` report to the host after each scan so Get-VM can show the guest's view.
  * Sub-channels of a controller (same instance, sub_channel_index > 0) join its controller.
  */
@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { NbdServer } from '../bridges/nbd/server.ts';
 import { type GuestDisk, StorvscController } from '../devices/storage/guest.ts';
 import { STORVSC_RING_BYTES } from '../protocol/vstor/constants.ts';
-import { HV_SCSI_GUID } from '../protocol/vmbus/device-guids.ts';
+import { HV_SCSI_GUID, HV_SYNTHFC_GUID } from '../protocol/vmbus/device-guids.ts';
 import type { VmbusClient } from '../vmbus/client.ts';
 import type { GuestMemory } from '../vmbus/memory.ts';
 
@@ -33,26 +33,31 @@ export class GuestStorage {
   /** Registers hv_storvsc on `client`; `report` gets the full disk list after every scan. */
   constructor(client: VmbusClient, memory: GuestMemory, report: (disks: GuestDiskReport[]) => void) {
     this.#report = report;
-    client.registerDriver(HV_SCSI_GUID, {
-      name: 'hv_storvsc',
-      sendRingBytes: STORVSC_RING_BYTES,
-      recvRingBytes: STORVSC_RING_BYTES,
-      attach: (offer, ch) => {
-        const key = offer.ifInstance.toString();
-        let c = this.#controllers.get(key);
-        if (!c || offer.subChannelIndex === 0) {
-          c = new StorvscController({ memory, subChannels: 1, onDisksChanged: () => this.#publish() });
-          this.#controllers.set(key, c);
-        }
-        return c.attachChannel(offer.subChannelIndex, ch);
-      },
-      detach: (offer) => {
-        if (offer.subChannelIndex === 0) {
-          this.#controllers.delete(offer.ifInstance.toString());
-          this.#publish();
-        }
-      },
-    });
+    for (const [classId, fc] of [
+      [HV_SCSI_GUID, false],
+      [HV_SYNTHFC_GUID, true],
+    ] as const) {
+      client.registerDriver(classId, {
+        name: 'hv_storvsc',
+        sendRingBytes: STORVSC_RING_BYTES,
+        recvRingBytes: STORVSC_RING_BYTES,
+        attach: (offer, ch) => {
+          const key = offer.ifInstance.toString();
+          let c = this.#controllers.get(key);
+          if (!c || offer.subChannelIndex === 0) {
+            c = new StorvscController({ memory, subChannels: 1, fc, onDisksChanged: () => this.#publish() });
+            this.#controllers.set(key, c);
+          }
+          return c.attachChannel(offer.subChannelIndex, ch);
+        },
+        detach: (offer) => {
+          if (offer.subChannelIndex === 0) {
+            this.#controllers.delete(offer.ifInstance.toString());
+            this.#publish();
+          }
+        },
+      });
+    }
   }
 
   /** Every disk of every controller. */

@@ -120,7 +120,7 @@ export function encodeVpdPage(out: Uint8Array, page: number, d: DiskVpd): number
       len = pages.length;
       break;
     case op.VPD_DEVICE_IDENTIFIERS: {
-      // T10 vendor id descriptor: code set 2 (ASCII)... OpenVMM uses binary (1), association 0, type 1.
+      // T10 vendor id descriptor as OpenVMM builds it: code set 1 (binary), association 0, type 1.
       out[4] = 0x01;
       out[5] = 0x01;
       out[7] = 24;

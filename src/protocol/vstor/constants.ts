@@ -159,7 +159,7 @@ export const STORAGE_CHANNEL_SUPPORTS_MULTI_CHANNEL = 0x1;
 /** OpenVMM's max_transfer_bytes (256 KiB). */
 export const STORVSP_MAX_TRANSFER_BYTES = 0x40000;
 
-/** Ring sizes Linux storvsc uses each way (storvsc_ringbuffer_size default 128 KiB... as `(128 * 1024)`). */
+/** Ring size Linux storvsc uses each way: `storvsc_ringbuffer_size` = 128 KiB (storvsc_drv.c). */
 export const STORVSC_RING_BYTES = 128 * 1024;
 
 /** Human name of a VSTOR operation, for logs. */

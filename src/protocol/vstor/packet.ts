@@ -94,7 +94,7 @@ export interface ChannelProperties {
   maxTransferBytes: number;
 }
 
-/** FC WWN packet (36 bytes; Linux `struct vstor_fc_hba_data`... as devices.md B.13). WWNs big-endian 8-byte arrays. */
+/** FC WWN packet (36 bytes; Linux storvsc_drv.c `struct hv_fc_wwn_packet`, devices.md B.13). WWNs are big-endian 8-byte arrays. */
 export interface FcWwnPacket {
   primaryActive: boolean;
   primaryPortWwn: Uint8Array;
