@@ -13,6 +13,7 @@ PKGS=(
   hyperv-daemons iproute2       # KVP parity/bench: Debian's real hv_kvp_daemon (+ fcopy, vss); ip for the sandbox
   libnbd-bin                    # storage: nbdinfo, nbdcopy against our NBD export of a guest disk
   fio                           # storage: fio nbd engine verify job and bench/storage IOPS
+  linux-libc-dev                # fcopy/VSS codec oracle: uapi linux/hyperv.h the hyperv-daemons are built with
 )
 missing=()
 for p in "${PKGS[@]}"; do
