@@ -5,9 +5,10 @@
  * checkpoint's frozen images (the discarded "Now" image is deleted); removing merges the VM's current image
  * into the frozen one when it continues directly from it (see {@link removeVmSnapshot}).
  *
- * Consistency: only checkpoints of an Off VM are taken. A running VM needs either the guest's VSS
- * freeze/thaw (Production) or a saved memory state (Standard); hvis has neither yet, so both are refused
- * with HV_ERR_UNSUPPORTED rather than producing a checkpoint that is not what its type promises.
+ * Consistency: an Off VM is checkpointed directly. A running VM needs the guest's VSS freeze/thaw for a
+ * Production checkpoint (passed in as `quiesce` once the VSS host requestor exists; the routes have none
+ * yet) or a saved memory state for Standard (not built); without them the request is refused with
+ * HV_ERR_UNSUPPORTED rather than producing a checkpoint that is not what its type promises.
  * The checkpoint tree is kept in `<home>/checkpoints/<vm id>.json` (written atomically).
  */
 import { randomUUID } from 'node:crypto';
@@ -127,13 +128,24 @@ function find(vm: Vm, f: CheckpointFile, name: string): CheckpointRecord {
   return c;
 }
 
-/** Checkpoint-VM. @throws HvError HV_ERR_UNSUPPORTED on a running VM or raw images; HV_ERR_ALREADY_EXISTS for a taken name. */
+/** The guest's VSS freeze/thaw (host requestor of the VSS integration service), for production checkpoints. */
+export interface GuestQuiesce {
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+}
+
+/**
+ * Checkpoint-VM. A running VM is checkpointed only with `quiesce` (the guest's VSS freeze/thaw): freeze,
+ * each drive continues in its child without the guest noticing (VmStorage.continueInChild), thaw.
+ * @throws HvError HV_ERR_UNSUPPORTED on a running VM without `quiesce` (or Standard), or for raw images;
+ *   HV_ERR_ALREADY_EXISTS for a taken name.
+ */
 export async function checkpointVm(
   home: string,
   vm: Vm,
-  o: { name?: string; type?: SnapshotType },
+  o: { name?: string; type?: SnapshotType; quiesce?: GuestQuiesce },
 ): Promise<VmSnapshotView> {
-  requireOff(vm, 'take a checkpoint');
+  if (!o.quiesce || o.type === 'Standard') requireOff(vm, 'take a checkpoint');
   const f = load(home, vm);
   const id = randomUUID();
   const name = o.name ?? `${vm.name} - (${new Date().toISOString().replace('T', ' ').slice(0, 19)})`;
@@ -147,16 +159,26 @@ export async function checkpointVm(
     parentId: f.current,
     drives: [],
   };
-  await vm.updateConfig(async (cfg) => {
+  await vm.updateConfig(async (cfg, session) => {
     const drives = [];
-    for (const d of cfg.hardDrives) {
-      const child = await newChild(d.path, id);
-      rec.drives.push({
-        controllerNumber: d.controllerNumber,
-        controllerLocation: d.controllerLocation,
-        path: d.path,
-      });
-      drives.push({ ...d, path: child });
+    const live = session?.storage;
+    if (live && o.quiesce) await o.quiesce.freeze();
+    try {
+      for (const d of cfg.hardDrives) {
+        let child: string;
+        if (live) {
+          child = childPathFor(d.path, id);
+          await live.continueInChild(d.controllerNumber, d.controllerLocation, child);
+        } else child = await newChild(d.path, id);
+        rec.drives.push({
+          controllerNumber: d.controllerNumber,
+          controllerLocation: d.controllerLocation,
+          path: d.path,
+        });
+        drives.push({ ...d, path: child });
+      }
+    } finally {
+      if (live && o.quiesce) await o.quiesce.thaw();
     }
     return { ...cfg, hardDrives: drives };
   });

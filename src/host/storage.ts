@@ -8,7 +8,7 @@
  */
 import { resolve } from 'node:path';
 import type { BlockDevice } from '../disk/block-device.ts';
-import { openDisk } from '../disk/open.ts';
+import { createDisk, openDisk } from '../disk/open.ts';
 import { type OfferSink, STORVSP_MAX_LUNS, StorvspController } from '../devices/storage/host.ts';
 import { HvError } from '../protocol/errors.ts';
 import { Guid } from '../protocol/guid.ts';
@@ -155,6 +155,41 @@ export class VmStorage {
     await a.disk.flush();
     await a.disk.close();
     return a.drive;
+  }
+
+  /**
+   * Continues a running drive in a new differencing child of its current image, without the guest
+   * noticing (the checkpoint step between a VSS freeze and thaw): new commands wait, running ones finish,
+   * the image is flushed and closed, `childPath` is created on it and opened, I/O resumes on the child.
+   * On failure the drive goes on with its old image and the error is rethrown.
+   * @throws HvError HV_ERR_NOT_FOUND when the slot is empty; the disk library's errors.
+   */
+  async continueInChild(
+    controllerNumber: number,
+    controllerLocation: number,
+    childPath: string,
+  ): Promise<void> {
+    const a = this.#find(controllerNumber, controllerLocation);
+    if (!a)
+      throw new HvError('HV_ERR_NOT_FOUND', `no disk at SCSI ${controllerNumber}:${controllerLocation}`);
+    let failure: unknown = null;
+    await this.#controller(controllerNumber).swap(controllerLocation, async (old) => {
+      await old.flush();
+      const format = old.format;
+      await old.close();
+      try {
+        await (
+          await createDisk(childPath, { type: 'differencing', parentPath: a.drive.path, format })
+        ).close();
+        a.disk = await openDisk(childPath);
+        a.drive = { ...a.drive, path: childPath };
+      } catch (e) {
+        failure = e;
+        a.disk = await openDisk(a.drive.path);
+      }
+      return a.disk;
+    });
+    if (failure) throw failure;
   }
 
   /** The open image of an attached file (for online resize), or null. */

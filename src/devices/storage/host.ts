@@ -171,6 +171,16 @@ export class StorvspController {
     return d.idle().then(() => d.disk);
   }
 
+  /**
+   * Switches the image behind `lun` while the guest runs (checkpoints): see {@link ScsiDisk.swap}.
+   * @throws HvError HV_ERR_NOT_FOUND when the LUN is empty; whatever `open` throws.
+   */
+  swap(lun: number, open: (old: BlockDevice) => Promise<BlockDevice>): Promise<void> {
+    const d = this.#luns.get(lun);
+    if (!d) throw new HvError('HV_ERR_NOT_FOUND', `no disk at LUN ${lun}`);
+    return d.swap(open);
+  }
+
   luns(): LunInfo[] {
     return [...this.#luns.entries()]
       .sort((a, b) => a[0] - b[0])

@@ -64,7 +64,9 @@ export interface ScsiDiskOptions {
 const BOUNCE_BYTES = 1 << 20;
 
 export class ScsiDisk {
-  readonly disk: BlockDevice;
+  #disk: BlockDevice;
+  /** Set while the backing image is being switched: new commands wait for it. */
+  #gate: Promise<void> | null = null;
   readonly #o: ScsiDiskOptions;
   readonly #range: BlockRange = { lba: 0, blocks: 0, fua: false };
   readonly #small = new Uint8Array(512);
@@ -75,7 +77,7 @@ export class ScsiDisk {
   readonly #idleWaiters: (() => void)[] = [];
 
   constructor(disk: BlockDevice, o: ScsiDiskOptions) {
-    this.disk = disk;
+    this.#disk = disk;
     this.#o = o;
     this.#reportedSize = disk.size;
   }
@@ -88,6 +90,32 @@ export class ScsiDisk {
     return this.#o.product ?? MSFT_VIRTUAL_DISK_PRODUCT;
   }
 
+  /** The backing image. */
+  get disk(): BlockDevice {
+    return this.#disk;
+  }
+
+  /**
+   * Switches the backing image without the guest noticing (a checkpoint's differencing child): new
+   * commands wait, the running ones complete, then `open(old)` (which may flush and close the old image)
+   * returns the new one. If `open` throws, the old image stays in use and the error is rethrown.
+   */
+  async swap(open: (old: BlockDevice) => Promise<BlockDevice>): Promise<void> {
+    while (this.#gate) await this.#gate;
+    let release!: () => void;
+    this.#gate = new Promise<void>((r) => {
+      release = r;
+    });
+    try {
+      await this.idle();
+      this.#disk = await open(this.#disk);
+      this.#reportedSize = this.#disk.size;
+    } finally {
+      this.#gate = null;
+      release();
+    }
+  }
+
   /** Resolves when no command is running (after a hot remove, before the image is closed). */
   async idle(): Promise<void> {
     while (this.#inFlight > 0) await new Promise<void>((r) => this.#idleWaiters.push(r));
@@ -95,6 +123,7 @@ export class ScsiDisk {
 
   /** Runs one CDB. Never throws: disk errors become MEDIUM ERROR sense. */
   async execute(cdb: Uint8Array, data: SrbData): Promise<ScsiResult> {
+    while (this.#gate) await this.#gate;
     this.#inFlight++;
     try {
       return await this.#execute(cdb, data);
