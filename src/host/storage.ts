@@ -86,6 +86,7 @@ export class VmStorage {
   readonly #o: { server: OfferSink; profile: HostProfileName; log(message: string): void };
   readonly #controllers = new Map<number, StorvspController>();
   readonly #attached: Attached[] = [];
+  readonly #fc = new Map<number, StorvspController>();
   #guest: GuestDiskEntry[] = [];
 
   constructor(o: { server: OfferSink; profile: HostProfileName; log(message: string): void }) {
@@ -106,6 +107,25 @@ export class VmStorage {
       c.offer();
     }
     return c;
+  }
+
+  /**
+   * Offers virtual Fibre Channel HBA `index` with these WWNs (8 bytes each, big-endian). It has no LUNs
+   * (there is no virtual SAN); the guest sees the adapter and its WWNs through FCHBA_DATA.
+   */
+  addFibreChannel(index: number, portWwn: Uint8Array, nodeWwn: Uint8Array): void {
+    if (this.#fc.has(index)) return;
+    const c = new StorvspController({
+      server: this.#o.server,
+      instance: Guid.parse(
+        `2f9bcc4a-0000-4af3-b76b-6fd0be528c${(0x10 + index).toString(16).padStart(2, '0')}`,
+      ),
+      profile: this.#o.profile,
+      fc: { portWwn, nodeWwn },
+      log: (m) => this.#o.log(m),
+    });
+    this.#fc.set(index, c);
+    c.offer();
   }
 
   /**

@@ -34,6 +34,7 @@ import { type CopyVmFileOptions, type CopyVmFileRequest, copyVmFile } from './co
 import { parseGuestReport } from './guest-reports.ts';
 import { type GuestAgent, SandboxedKvpAgent } from './guest-agent.ts';
 import { KvpExchange } from './kvp-exchange.ts';
+import { offerFibreChannelHbas } from './fibre-channel.ts';
 import { VmStorage } from './storage.ts';
 import { type HostIc, hostIcFactories } from './host-ics.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
@@ -144,6 +145,11 @@ class WorkerVmSession implements VmSession {
     });
     for (const d of cfg.hardDrives)
       this.storage.add(d).catch((e: Error) => o.log(cfg.name, `cannot attach ${d.path}: ${e.message}`));
+    try {
+      offerFibreChannelHbas(this.storage, cfg);
+    } catch (e) {
+      o.log(cfg.name, (e as Error).message);
+    }
 
     this.#worker = new Worker(o.workerUrl ?? new URL('../guest/worker.js', import.meta.url), {
       workerData: {

@@ -95,6 +95,50 @@ test('hvis up attaches the system VHDX through storvsc; hot add, hot remove, onl
       0,
     );
 
+    // add-vmfibrechannelhba: a synthetic FC HBA is hot added and bound by the guest's storvsc.
+    const fcAdd = await hvis(home, [
+      'add-vmfibrechannelhba',
+      'vm1',
+      '-SanName',
+      'san1',
+      '-WorldWidePortNameSetA',
+      'C003FF0000000001',
+      '--json',
+    ]);
+    assert.equal(fcAdd.code, 0, fcAdd.stderr);
+    assert.equal(
+      (JSON.parse(fcAdd.stdout) as { WorldWideNodeNameSetA: string }[])[0]?.WorldWideNodeNameSetA,
+      'C003FF0000FFFF00',
+    );
+    const lsvmbus = async () =>
+      JSON.parse((await hvis(home, ['lsvmbus', 'vm1', '--json'])).stdout) as {
+        Description: string;
+        Driver: string | null;
+      }[];
+    await until(
+      async () =>
+        (await lsvmbus()).some(
+          (d) => d.Description === 'Synthetic fiber channel adapter' && d.Driver === 'hv_storvsc',
+        ),
+      'the guest to bind the FC HBA',
+    );
+    const fcList = JSON.parse((await hvis(home, ['get-vmfibrechannelhba', 'vm1', '--json'])).stdout) as {
+      WorldWidePortNameSetA: string;
+    }[];
+    assert.deepEqual(
+      fcList.map((h) => h.WorldWidePortNameSetA),
+      ['C003FF0000000001'],
+    );
+    const badFc = await hvis(home, [
+      'add-vmfibrechannelhba',
+      'vm1',
+      '-SanName',
+      'x',
+      '-WorldWidePortNameSetA',
+      'XYZ',
+    ]);
+    assert.match(badFc.stderr, /16 hexadecimal digits/);
+
     const cp = await hvis(home, ['checkpoint-vm', 'vm1']);
     assert.notEqual(cp.code, 0, 'no checkpoint of a running VM without VSS');
     assert.match(cp.stderr, /VSS freeze\/thaw/);

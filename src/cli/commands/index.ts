@@ -34,6 +34,7 @@ import {
   removeVmSnapshotCommand,
   restoreVmSnapshotCommand,
 } from './checkpoint.ts';
+import { addVmFibreChannelHbaCommand, getVmFibreChannelHbaCommand } from './vmfibrechannelhba.ts';
 
 export const commands: CommandModule[] = [
   copyVmFileCommand,
@@ -63,4 +64,6 @@ export const commands: CommandModule[] = [
   getVmSnapshotCommand,
   restoreVmSnapshotCommand,
   removeVmSnapshotCommand,
+  addVmFibreChannelHbaCommand,
+  getVmFibreChannelHbaCommand,
 ];

@@ -11,6 +11,8 @@
  * | POST /vms/:name/checkpoints `{name?, snapshotType?}` | Checkpoint-VM |
  * | POST /vms/:name/checkpoints/restore `{name}` | Restore-VMSnapshot |
  * | POST /vms/:name/checkpoints/remove `{name}` | Remove-VMSnapshot |
+ * | GET /vms/:name/fibre-channel | Get-VMFibreChannelHba |
+ * | POST /vms/:name/fibre-channel `{sanName, wwnn?, wwpn?}` | Add-VMFibreChannelHba |
  * | POST /attached-vhd/resize `{path, sizeBytes}` | Resize-VHD of an image a running VM has open (404 when none) |
  */
 import type { FastifyInstance } from 'fastify';
@@ -31,6 +33,7 @@ import {
   removeVmSnapshot,
   restoreVmSnapshot,
 } from '../checkpoints.ts';
+import { addVmFibreChannelHba, getVmFibreChannelHbas } from '../fibre-channel.ts';
 import { API_PREFIX } from './routes.ts';
 
 const nameParam = {
@@ -106,6 +109,35 @@ export function registerStorageRoutes(app: FastifyInstance, host: Host): void {
         req.body.controllerLocation,
         req.body.stop === true,
       ),
+  );
+  app.get<{ Params: { name: string } }>(
+    `${API_PREFIX}/vms/:name/fibre-channel`,
+    { schema: { params: nameParam } },
+    async (req) => getVmFibreChannelHbas(host.paths.home, host.vm(req.params.name)),
+  );
+  app.post<{ Params: { name: string }; Body: { sanName: string; wwnn?: string; wwpn?: string } }>(
+    `${API_PREFIX}/vms/:name/fibre-channel`,
+    {
+      schema: {
+        params: nameParam,
+        body: {
+          type: 'object',
+          properties: {
+            sanName: { type: 'string', minLength: 1, maxLength: 256 },
+            wwnn: { type: 'string', maxLength: 32 },
+            wwpn: { type: 'string', maxLength: 32 },
+          },
+          required: ['sanName'],
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req) => {
+      const o: { sanName: string; wwnn?: string; wwpn?: string } = { sanName: req.body.sanName };
+      if (req.body.wwnn !== undefined) o.wwnn = req.body.wwnn;
+      if (req.body.wwpn !== undefined) o.wwpn = req.body.wwpn;
+      return addVmFibreChannelHba(host.paths.home, host.vm(req.params.name), o);
+    },
   );
   const snapName = { type: 'string', minLength: 1, maxLength: 256 } as const;
   app.get<{ Params: { name: string } }>(
