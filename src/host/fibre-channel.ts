@@ -64,9 +64,9 @@ function randomWwpn(): string {
 
 /** Offers the VM's stored HBAs on a starting session (index = position in the list). */
 export function offerFibreChannelHbas(storage: VmStorage, cfg: VmConfig, home = hvisHome()): void {
-  load(home, cfg).forEach((h, i) =>
-    storage.addFibreChannel(i, wwnBytes(h.WorldWidePortNameSetA), wwnBytes(h.WorldWideNodeNameSetA)),
-  );
+  load(home, cfg).forEach((h, i) => {
+    storage.addFibreChannel(i, wwnBytes(h.WorldWidePortNameSetA), wwnBytes(h.WorldWideNodeNameSetA));
+  });
 }
 
 export function getVmFibreChannelHbas(home: string, vm: Vm): FibreChannelHbaView[] {
