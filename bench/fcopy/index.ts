@@ -1,12 +1,23 @@
 /**
- * `npm run bench -- fcopy --json`: MB/s of a 1 GiB host→guest copy through the whole stack (Host → VM
- * session → VMBus → guest worker → our in-process hv_fcopy_daemon) and of `cp` of the same file in the same
- * run, on the same filesystem. `real` (Debian's hv_fcopy_daemon through the socket bridge) is null until
- * that harness exists. Result: `{ ours, real, cp, bytes }` (MB = 10^6 bytes).
+ * `npm run bench -- fcopy --json`: MB/s of a 1 GiB host→guest copy (random data, non-ASCII name) through the
+ * whole stack (Host → VM session → VMBus → guest worker → hv_fcopy driver → /dev/vmbus/hv_fcopy), with our
+ * in-process daemon (`ours`) and with Debian's hv_fcopy_daemon attached through the uapi socket bridge in the
+ * sandbox (`real`, scripts/sandbox-run.sh; writes land in the same filesystem through its /var/lib bind),
+ * and `cp` of the same file in the same run. Each copy's sha256 is checked. Result: `{ ours, real, cp,
+ * bytes }` (MB = 10^6 bytes); `real` is null when hyperv-daemons, unshare or gcc is missing.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { spawnSandboxedDaemon } from '../../src/bridges/uapi/sandbox.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +26,16 @@ import { createVmSessionFactory } from '../../src/host/vm-session.ts';
 import { hostProfile } from '../../src/vmbus/host-profiles.ts';
 
 const SIZE = 1024 ** 3;
+
+function sha(path: string): Promise<string> {
+  return new Promise((res, rej) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (c) => h.update(c))
+      .on('end', () => res(h.digest('hex')))
+      .on('error', rej);
+  });
+}
 
 export async function run(_opts: { json: boolean }): Promise<unknown> {
   const home = await mkdtemp(join(tmpdir(), 'hvis-bench-fcopy-'));
@@ -25,38 +46,103 @@ export async function run(_opts: { json: boolean }): Promise<unknown> {
     for (let off = 0; off < SIZE; off += chunk.length) writeSync(fd, chunk, 0, chunk.length, off);
     closeSync(fd);
 
-    let t = process.hrtime.bigint();
+    const t = process.hrtime.bigint();
     execFileSync('cp', [src, join(home, 'cp-copy.bin')]);
     const cpS = Number(process.hrtime.bigint() - t) / 1e9;
     await rm(join(home, 'cp-copy.bin'));
 
+    const want = await sha(src);
+    const sockets = join(home, 'sock');
     const host = await Host.open({
       home,
-      createSession: createVmSessionFactory({ profile: hostProfile('WS2025'), log: () => {} }),
+      createSession: createVmSessionFactory({
+        profile: hostProfile('WS2025'),
+        log: () => {},
+        daemonSockets: (vm) => (vm === 'real' ? { fcopy: `${sockets}-${vm}` } : {}),
+      }),
       log: () => {},
     });
-    const vm = await host.newVm({ name: 'bench' });
-    await vm.start();
-    await vm.setIntegrationService('Guest Service Interface', true);
-    const end = Date.now() + 10_000;
-    while (
-      vm.integrationServices().find((s) => s.Name === 'Guest Service Interface')?.PrimaryStatusDescription !==
-      'OK'
-    ) {
-      if (Date.now() > end) throw new Error('Guest Service Interface did not connect');
-      await new Promise((r) => setTimeout(r, 20));
+    const timed = async (
+      vmName: string,
+      dest: string,
+      guestPath: string,
+      createFullPath: boolean,
+    ): Promise<number> => {
+      const vm = await host.newVm({ name: vmName });
+      await vm.start();
+      try {
+        await vm.setIntegrationService('Guest Service Interface', true);
+        const end = Date.now() + 20_000;
+        const ready = () =>
+          vm.integrationServices().find((s) => s.Name === 'Guest Service Interface')
+            ?.PrimaryStatusDescription === 'OK';
+        while (!ready()) {
+          if (Date.now() > end) throw new Error('Guest Service Interface did not connect');
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        // An outside daemon attaches on its own schedule: wait until a tiny copy goes through.
+        const probe = join(home, 'probe');
+        writeFileSync(probe, 'x');
+        for (let i = 0; ; i++) {
+          try {
+            await vm.copyFile({
+              sourcePath: probe,
+              destinationPath: `${guestPath}.probe`,
+              createFullPath,
+              force: true,
+            });
+            break;
+          } catch (e) {
+            if (i > 100) throw e;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+        const t0 = process.hrtime.bigint();
+        await vm.copyFile({ sourcePath: src, destinationPath: guestPath, createFullPath, force: true });
+        const s = Number(process.hrtime.bigint() - t0) / 1e9;
+        if ((await sha(dest)) !== want) throw new Error(`${vmName}: the copy differs from the source`);
+        await rm(dest);
+        return s;
+      } finally {
+        await vm.stop({ mode: 'turnOff' });
+      }
+    };
+    const oursPath = join(home, 'guest', 'ours-ünï.bin');
+    const oursS = await timed('ours', oursPath, oursPath, true);
+
+    let realS: number | null = null;
+    if (existsSync('/usr/sbin/hv_fcopy_daemon')) {
+      const state = join(home, 'real-state');
+      // Linux's CREATE_PATH does not create the last folder of a path without a trailing '/'.
+      mkdirSync(join(state, 'fc'), { recursive: true });
+      // The daemon attaches once the guest's bridge listens; retry until it does (it exits when it cannot open).
+      let stop = false;
+      const keep = async () => {
+        while (!stop) {
+          const c = spawnSandboxedDaemon({
+            kind: 'real',
+            service: 'fcopy',
+            socket: `${sockets}-real`,
+            state,
+            ...(process.env.HVIS_BENCH_DEBUG
+              ? { stderr: 'inherit' as const, env: { HVSHIM_QUIET: '0' } }
+              : {}),
+          });
+          await new Promise((r) => c.once('exit', r));
+          if (!stop) await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      const kept = keep();
+      try {
+        // The folder exists (made above): no CREATE_PATH, which this daemon mishandles.
+        realS = await timed('real', join(state, 'fc', 'real-ünï.bin'), '/var/lib/fc/real-ünï.bin', false);
+      } finally {
+        stop = true;
+        await kept;
+      }
     }
-    t = process.hrtime.bigint();
-    await vm.copyFile({
-      sourcePath: src,
-      destinationPath: join(home, 'guest', 'ours.bin'),
-      createFullPath: true,
-      force: true,
-    });
-    const oursS = Number(process.hrtime.bigint() - t) / 1e9;
-    await vm.stop({ mode: 'turnOff' });
     const mbps = (s: number) => Math.round((SIZE / 1e6 / s) * 10) / 10;
-    return { ours: mbps(oursS), real: null, cp: mbps(cpS), bytes: SIZE };
+    return { ours: mbps(oursS), real: realS === null ? null : mbps(realS), cp: mbps(cpS), bytes: SIZE };
   } finally {
     await rm(home, { recursive: true, force: true });
   }
