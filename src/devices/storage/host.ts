@@ -397,7 +397,9 @@ class StorvspChannel implements ChannelHandler {
       data.range = range;
       data.length = want;
     }
-    const cdb = req.cdbOrSense.slice(0, Math.max(req.cdbLength, 1));
+    // Always 16 bytes, zero past cdb_length: the opcode's group fixes the CDB length (SPC-4 §4.2.5.1),
+    // and a guest's short cdb_length must not make a field read run off the end.
+    const cdb = req.cdbOrSense.slice(0, 16).fill(0, req.cdbLength);
     if (req.pathId !== 0 || req.targetId !== 0) {
       finish(srbError(vs.SRB_STATUS_INVALID_TARGET_ID));
       return;
