@@ -186,6 +186,10 @@ test('bad SRBs get error statuses and the channel keeps working', async () => {
   r = await t.srb([0x00, 0, 0, 0, 0, 0], { lun: 9 });
   assert.equal(r.req.srbStatus, vs.SRB_STATUS_INVALID_LUN);
   assert.equal(r.status, 0xc00000c0);
+  // cdb_length 2 for a 16-byte opcode: the missing bytes read as zero (allocation length 0), no crash.
+  r = await t.srb([0x9e, 0x10], { len: 32 });
+  assert.equal(r.req.srbStatus, vs.SRB_STATUS_SUCCESS);
+  assert.equal(r.req.dataTransferLength, 0);
   // The channel still serves good I/O.
   r = await t.srb([0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0], { len: 4096 });
   assert.equal(r.req.srbStatus, vs.SRB_STATUS_SUCCESS);
