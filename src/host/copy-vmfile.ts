@@ -1,6 +1,6 @@
 /**
  * Copy-VMFile (`-FileSource Host`): streams a host file into the guest through the file copy IC. The file
- * is read in 6144-byte fragments straight into the packet buffer, one fragment in flight (the guest serves
+ * is read ahead ~1 MiB at a time and copied in 6144-byte fragments into the packet buffer, one fragment in flight (the guest serves
  * one transaction at a time), so files of any size pass without being held in memory. Errors carry
  * Copy-VMFile's wording and the Windows text of the guest's HRESULT. An abort (Ctrl-C on the CLI, the API
  * client going away) sends CANCEL_FCOPY after the fragment in flight, so the guest drops the partial file.
@@ -36,6 +36,9 @@ const HRESULT_TEXT: Record<number, string> = {
   [HV_ERROR_DISK_FULL]: 'There is not enough space on the disk.',
   [HV_E_FAIL]: 'Unspecified error',
 };
+
+/** Bytes read from the source per readSync (a multiple of DATA_FRAGMENT). */
+const READ_AHEAD = 171 * DATA_FRAGMENT; // ~1 MiB
 
 const hex = (s: number) => `0x${(s >>> 0).toString(16).toUpperCase().padStart(8, '0')}`;
 
@@ -137,14 +140,26 @@ function run(dev: FcopyHost, req: CopyVmFileRequest, opts: CopyVmFileOptions): P
         `Copy-VMFile of '${req.sourcePath}' to '${req.vmName}' was cancelled; the guest discarded the partial file`,
       );
 
+    // Read-ahead: one readSync per READ_AHEAD bytes instead of one per 6 KiB fragment (a syscall per
+    // fragment was a tenth of the host thread's time); the fragment is then one memcpy into the packet.
+    const ahead = new Uint8Array(Math.min(READ_AHEAD, Math.max(total, 1)));
+    let aheadStart = 0;
+    let aheadLen = 0;
     const fill = (buf: Uint8Array, at: number): number => {
       const n = Math.min(DATA_FRAGMENT, total - done);
-      let got = 0;
-      while (got < n) {
-        const r = readSync(fd, buf, at + got, n - got, done + got);
-        if (r === 0) break;
-        got += r;
+      if (done < aheadStart || done + n > aheadStart + aheadLen) {
+        aheadStart = done;
+        aheadLen = 0;
+        const want = Math.min(ahead.length, total - done);
+        while (aheadLen < want) {
+          const r = readSync(fd, ahead, aheadLen, want - aheadLen, done + aheadLen);
+          if (r === 0) break;
+          aheadLen += r;
+        }
       }
+      const from = done - aheadStart;
+      const got = Math.min(n, aheadLen - from);
+      buf.set(ahead.subarray(from, from + got), at);
       return got;
     };
     const next = (err: HvError | null, status: number): void => {
