@@ -6,7 +6,9 @@
  * Interrupt handling drains the incoming ring in one batch with interrupt_mask = 1 (Linux hv_begin_read),
  * publishes the read index once (hv_pkt_iter_close) and signals the writer only if its pending_send_sz was
  * crossed, then unmasks and re-checks (hv_end_read) so no packet is left behind. A send that finds the ring
- * full sets pending_send_sz and the device's `onWritable` fires when the peer frees enough space.
+ * full sets pending_send_sz, re-checks the free space (lost-wakeup avoidance), and the device's `onWritable`
+ * fires once, from the interrupt the peer raises when free space crosses pending_send_sz, and only when the
+ * refused packet fits; pending_send_sz is cleared then (OpenVMM outgoing ring, Linux hv_sock/netvsc).
  * A ProtocolError from the ring or an exception from the device closes this channel only.
  */
 import { HvError } from '../protocol/errors.ts';
@@ -43,7 +45,8 @@ export class RingChannel implements ChannelIo {
   #closed = false;
   #held = true;
   #heldSignal = false;
-  #wantWritable = false;
+  /** Ring bytes the oldest refused packet needs (len8 × 8 + 8), 0 when no send is waiting. */
+  #need = 0;
   #draining = false;
 
   /**
@@ -90,6 +93,10 @@ export class RingChannel implements ChannelIo {
     let r: number;
     try {
       r = this.#writer.write(type, flags, transId, payload, extHeader);
+      if (r === RING_WRITE_FULL) {
+        const total = ((16 + (extHeader?.length ?? 0) + payload.length + 7) & ~7) + 8;
+        r = this.#blocked(total, type, flags, transId, payload, extHeader);
+      }
     } catch (e) {
       if (e instanceof HvError && e.code === 'HV_ERR_PROTOCOL') {
         this.close(e);
@@ -97,13 +104,7 @@ export class RingChannel implements ChannelIo {
       }
       throw e;
     }
-    if (r === RING_WRITE_FULL) {
-      this.stats.ringFull++;
-      const need = ((16 + (extHeader?.length ?? 0) + payload.length + 7) & ~7) + 8;
-      this.#writer.setPendingSendSize(need);
-      this.#wantWritable = true;
-      return false;
-    }
+    if (r === RING_WRITE_FULL) return false;
     this.stats.packetsOut++;
     if (r === RING_WRITE_SIGNAL) this.#raise();
     return true;
@@ -147,11 +148,39 @@ export class RingChannel implements ChannelIo {
     this.#onClosed(reason);
   }
 
+  /**
+   * A write found the ring full. Announce the need in pending_send_sz (the largest refused packet while
+   * several wait), then check again: the reader may have freed the room between our write and the
+   * announcement, and it signals only on a transition it sees (Linux hv_pkt_iter_close), so without this
+   * re-check the wake-up is lost. If room appeared, write now and, if nothing else waits, withdraw the need.
+   */
+  #blocked(
+    total: number,
+    type: number,
+    flags: number,
+    transId: number,
+    payload: Uint8Array,
+    extHeader: Uint8Array | undefined,
+  ): number {
+    this.stats.ringFull++;
+    const waiting = this.#need !== 0;
+    if (total > this.#need) this.#need = total;
+    this.#writer.setPendingSendSize(this.#need);
+    if (this.#writer.bytesAvailableToWrite() <= total) return RING_WRITE_FULL;
+    const r = this.#writer.write(type, flags, transId, payload, extHeader);
+    if (r !== RING_WRITE_FULL && !waiting) {
+      this.#need = 0;
+      this.#writer.clearPendingSend();
+    }
+    return r;
+  }
+
+  /** After an interrupt: fire onWritable once the refused packet fits, never before (pending stays set). */
   #checkWritable(): void {
-    if (!this.#wantWritable) return;
-    const w = this.#writer;
-    this.#wantWritable = false;
-    w.clearPendingSend();
+    const need = this.#need;
+    if (need === 0 || this.#writer.bytesAvailableToWrite() <= need) return;
+    this.#need = 0;
+    this.#writer.clearPendingSend();
     this.#handler?.onWritable?.();
   }
 

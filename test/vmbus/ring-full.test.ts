@@ -19,7 +19,6 @@ import {
   FLOOD_RING_BYTES,
   FloodGuest,
   floodEchoDevice,
-  pingGuestHandler,
   pingHostDevice,
 } from './flood-fixtures.ts';
 import { ECHO_CLASS, ECHO_INSTANCE } from './vmbus-fixtures.ts';
