@@ -5,10 +5,10 @@
  * checkpoint's frozen images (the discarded "Now" image is deleted); removing merges the VM's current image
  * into the frozen one when it continues directly from it (see {@link removeVmSnapshot}).
  *
- * Consistency: an Off VM is checkpointed directly. A running VM needs the guest's VSS freeze/thaw for a
- * Production checkpoint (passed in as `quiesce` once the VSS host requestor exists; the routes have none
- * yet) or a saved memory state for Standard (not built); without them the request is refused with
- * HV_ERR_UNSUPPORTED rather than producing a checkpoint that is not what its type promises.
+ * Consistency: an Off VM is checkpointed directly. A running VM gets a Production checkpoint through the
+ * guest's VSS freeze/thaw; a Standard one would need a saved memory state (not built), so it is refused
+ * with HV_ERR_UNSUPPORTED rather than producing a checkpoint that is not what its type promises (see
+ * {@link checkpointVm} for the Production / ProductionOnly fallback rules).
  * The checkpoint tree is kept in `<home>/checkpoints/<vm id>.json` (written atomically).
  */
 import { randomUUID } from 'node:crypto';
@@ -19,7 +19,8 @@ import { mergeDisk } from '../disk/ops/merge.ts';
 import { HvError } from '../protocol/errors.ts';
 import { writeFileAtomic } from './atomic-file.ts';
 import type { Vm } from './vm.ts';
-import type { VmConfig } from './vm-config.ts';
+import type { HardDriveConfig, VmConfig } from './vm-config.ts';
+import type { VmStorage } from './storage.ts';
 
 export type SnapshotType = 'Production' | 'ProductionOnly' | 'Standard';
 
@@ -77,8 +78,8 @@ async function save(home: string, vm: Vm, f: CheckpointFile): Promise<void> {
 function requireOff(vm: Vm, what: string): void {
   if (vm.session)
     throw new HvError(
-      'HV_ERR_UNSUPPORTED',
-      `cannot ${what} of running VM '${vm.name}': a Production checkpoint needs the guest's VSS freeze/thaw and a Standard one a saved memory state, and hvis has neither yet; stop the VM (hvis stop-vm ${vm.name}) and try again`,
+      'HV_ERR_INVALID_STATE',
+      `cannot ${what} of running VM '${vm.name}': stop the VM first (hvis stop-vm ${vm.name})`,
     );
 }
 
@@ -134,35 +135,75 @@ export interface GuestQuiesce {
   thaw(): Promise<void>;
 }
 
+/** The running VM's own VSS requestor (Vm.vssFreeze / Vm.vssThaw). */
+export function vmQuiesce(vm: Vm): GuestQuiesce {
+  return { freeze: () => vm.vssFreeze(), thaw: () => vm.vssThaw() };
+}
+
 /**
- * Checkpoint-VM. A running VM is checkpointed only with `quiesce` (the guest's VSS freeze/thaw): freeze,
- * each drive continues in its child without the guest noticing (VmStorage.continueInChild), thaw.
- * @throws HvError HV_ERR_UNSUPPORTED on a running VM without `quiesce` (or Standard), or for raw images;
- *   HV_ERR_ALREADY_EXISTS for a taken name.
+ * Which checkpoint a running VM gets, after Set-VM -CheckpointType: `Production` uses the guest's VSS
+ * freeze and falls back to Standard when the guest cannot take part; `ProductionOnly` fails instead;
+ * `Standard` is a saved memory state plus the disks. hvis saves no memory state, so Standard on a
+ * running VM — asked for, or as Production's fallback — is refused with HV_ERR_UNSUPPORTED naming why.
+ */
+async function freezeFor(vm: Vm, type: SnapshotType, quiesce: GuestQuiesce): Promise<void> {
+  const standard = (why: string) =>
+    new HvError(
+      'HV_ERR_UNSUPPORTED',
+      `cannot take a ${type === 'Standard' ? 'Standard' : 'Production'} checkpoint of running VM '${vm.name}': ${why}; a Standard checkpoint of a running VM needs a saved memory state, which hvis cannot take yet — stop the VM (hvis stop-vm ${vm.name}) and try again`,
+    );
+  if (type === 'Standard') throw standard('Standard checkpoints were asked for');
+  try {
+    await quiesce.freeze();
+  } catch (e) {
+    const why = `the guest could not freeze its filesystems through VSS (${(e as Error).message})`;
+    if (type === 'ProductionOnly')
+      throw new HvError(
+        'HV_ERR_INVALID_STATE',
+        `cannot take a ProductionOnly checkpoint of VM '${vm.name}': ${why}; enable the VSS integration service and run hv_vss_daemon in the guest, or use -SnapshotType Production to allow a Standard checkpoint instead`,
+      );
+    throw standard(`${why}, so Production falls back to Standard`);
+  }
+}
+
+/**
+ * Checkpoint-VM. An Off VM: a differencing child for each drive. A running VM (Production or
+ * ProductionOnly, see {@link freezeFor}): VSS freeze in the guest → each drive continues in its child
+ * without the guest noticing (VmStorage.continueInChild) → thaw, always, also on failure. If a drive fails
+ * part-way, the drives already moved are merged back into their parents (nothing the guest wrote is lost),
+ * new child files are deleted and the configuration is left as it was: disks and configuration agree.
+ * `quiesce` defaults to the VM's own VSS requestor ({@link vmQuiesce}).
+ * @throws HvError HV_ERR_UNSUPPORTED (Standard on a running VM, or Production without VSS; raw images),
+ *   HV_ERR_INVALID_STATE (ProductionOnly without VSS), HV_ERR_ALREADY_EXISTS for a taken name; the disk
+ *   library's errors (after the rollback).
  */
 export async function checkpointVm(
   home: string,
   vm: Vm,
   o: { name?: string; type?: SnapshotType; quiesce?: GuestQuiesce },
 ): Promise<VmSnapshotView> {
-  if (!o.quiesce || o.type === 'Standard') requireOff(vm, 'take a checkpoint');
   const f = load(home, vm);
   const id = randomUUID();
+  const type = o.type ?? 'Production';
   const name = o.name ?? `${vm.name} - (${new Date().toISOString().replace('T', ' ').slice(0, 19)})`;
   if (f.checkpoints.some((c) => c.name === name))
     throw new HvError('HV_ERR_ALREADY_EXISTS', `VM '${vm.name}' already has a checkpoint named '${name}'`);
   const rec: CheckpointRecord = {
     id,
     name,
-    type: o.type ?? 'Production',
+    type,
     creationTime: new Date().toISOString(),
     parentId: f.current,
     drives: [],
   };
   await vm.updateConfig(async (cfg, session) => {
-    const drives = [];
     const live = session?.storage;
-    if (live && o.quiesce) await o.quiesce.freeze();
+    const quiesce = live ? (o.quiesce ?? vmQuiesce(vm)) : null;
+    for (const d of live ? cfg.hardDrives : [])
+      if (live?.diskForPath(d.path)?.format === 'Raw')
+        throw new HvError('HV_ERR_UNSUPPORTED', `${d.path} is a raw image: checkpoints need VHD or VHDX`);
+    if (quiesce) await freezeFor(vm, type, quiesce);
+    const moved: { d: HardDriveConfig; child: string }[] = [];
     try {
       for (const d of cfg.hardDrives) {
         let child: string;
@@ -170,22 +211,45 @@ export async function checkpointVm(
           child = childPathFor(d.path, id);
           await live.continueInChild(d.controllerNumber, d.controllerLocation, child);
         } else child = await newChild(d.path, id);
-        rec.drives.push({
-          controllerNumber: d.controllerNumber,
-          controllerLocation: d.controllerLocation,
-          path: d.path,
-        });
-        drives.push({ ...d, path: child });
+        moved.push({ d, child });
       }
+    } catch (e) {
+      await rollBack(vm, moved, live);
+      throw e;
     } finally {
-      if (live && o.quiesce) await o.quiesce.thaw();
+      if (quiesce) await quiesce.thaw();
     }
-    return { ...cfg, hardDrives: drives };
+    rec.drives = moved.map(({ d }) => ({
+      controllerNumber: d.controllerNumber,
+      controllerLocation: d.controllerLocation,
+      path: d.path,
+    }));
+    return { ...cfg, hardDrives: moved.map(({ d, child }) => ({ ...d, path: child })) };
   });
   f.checkpoints.push(rec);
   f.current = id;
   await save(home, vm, f);
   return views(vm, f).find((v) => v.Id === id)!;
+}
+
+/**
+ * Undoes the drives a failed checkpoint already moved: a running drive goes back onto its parent with what
+ * the guest wrote meanwhile merged in (VmStorage.returnToParent); an offline child is just deleted. A
+ * drive that cannot be rolled back is logged by name (its child stays, still readable through the parent).
+ */
+async function rollBack(
+  vm: Vm,
+  moved: { d: HardDriveConfig; child: string }[],
+  live: VmStorage | undefined,
+): Promise<void> {
+  for (const { d, child } of moved.reverse()) {
+    try {
+      if (live) await live.returnToParent(d.controllerNumber, d.controllerLocation, d.path);
+      else rmSync(child, { force: true });
+    } catch (e) {
+      vm.log(`checkpoint rollback of ${child} onto ${d.path} failed: ${(e as Error).message}`);
+    }
+  }
 }
 
 /** Every image path a checkpoint or the VM itself still uses. */

@@ -9,6 +9,7 @@
 import { resolve } from 'node:path';
 import type { BlockDevice } from '../disk/block-device.ts';
 import { createDisk, openDisk } from '../disk/open.ts';
+import { mergeDisk } from '../disk/ops/merge.ts';
 import { type OfferSink, STORVSP_MAX_LUNS, StorvspController } from '../devices/storage/host.ts';
 import { HvError } from '../protocol/errors.ts';
 import { Guid } from '../protocol/guid.ts';
@@ -203,6 +204,38 @@ export class VmStorage {
         ).close();
         a.disk = await openDisk(childPath);
         a.drive = { ...a.drive, path: childPath };
+      } catch (e) {
+        failure = e;
+        a.disk = await openDisk(a.drive.path);
+      }
+      return a.disk;
+    });
+    if (failure) throw failure;
+  }
+
+  /**
+   * Undoes {@link continueInChild} while the guest runs (a checkpoint that failed on a later drive): I/O is
+   * paused as there, the child is merged into `parentPath` (what the guest wrote since is kept; the child
+   * file is deleted) and the drive continues on the parent.
+   * @throws HvError HV_ERR_NOT_FOUND when the slot is empty; the merge's errors (the drive then stays on
+   *   the child, which still reads correctly).
+   */
+  async returnToParent(
+    controllerNumber: number,
+    controllerLocation: number,
+    parentPath: string,
+  ): Promise<void> {
+    const a = this.#find(controllerNumber, controllerLocation);
+    if (!a)
+      throw new HvError('HV_ERR_NOT_FOUND', `no disk at SCSI ${controllerNumber}:${controllerLocation}`);
+    let failure: unknown = null;
+    await this.#controller(controllerNumber).swap(controllerLocation, async (old) => {
+      await old.flush();
+      await old.close();
+      try {
+        await mergeDisk(a.drive.path, parentPath);
+        a.disk = await openDisk(parentPath);
+        a.drive = { ...a.drive, path: parentPath };
       } catch (e) {
         failure = e;
         a.disk = await openDisk(a.drive.path);

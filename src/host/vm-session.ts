@@ -209,7 +209,7 @@ class WorkerVmSession implements VmSession {
       this.#worker.once('exit', (code) => {
         clearTimeout(timer);
         this.#alive = false;
-        this.#teardown();
+        const closing = this.#teardown();
         const exit: GuestExit =
           this.#poweroff !== null && code === 0
             ? { clean: true, reason: this.#poweroff }
@@ -227,17 +227,19 @@ class WorkerVmSession implements VmSession {
             `guest of VM '${cfg.name}' stopped before connecting: ${exit.reason}`,
           ),
         );
-        res(exit);
+        // Exited means the images are closed too: a restore or merge right after may reopen them.
+        void closing.then(() => res(exit));
       });
     });
   }
 
-  #teardown(): void {
+  /** Stops the devices; resolves when every image is flushed and closed (never rejects). */
+  #teardown(): Promise<void> {
     for (const ic of this.#ics.values()) ic.device?.stop();
     this.kvp.stop();
     this.#agent?.stop();
-    void this.storage.close();
     this.#synic.close();
+    return this.storage.close();
   }
 
   setOffered(name: IntegrationServiceName, offered: boolean): void {

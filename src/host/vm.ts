@@ -102,6 +102,11 @@ export class Vm {
     });
   }
 
+  /** Writes a line to the host's log under this VM's name. */
+  log(msg: string): void {
+    this.#host.log(this.name, msg);
+  }
+
   get state(): VmState {
     return this.#state;
   }
