@@ -45,7 +45,8 @@ async function fio(
     `--runtime=${RUNTIME_S}`,
     '--output-format=json',
   ];
-  const { stdout } = await exec('fio', args, { maxBuffer: 16 * 2 ** 20 });
+  // In a temporary directory: fio writes state files into its cwd.
+  const { stdout } = await exec('fio', args, { maxBuffer: 16 * 2 ** 20, cwd: tmpdir() });
   const j = JSON.parse(stdout.slice(stdout.indexOf('{'))) as {
     jobs: {
       error: number;

@@ -43,8 +43,10 @@ test('fio nbd engine: 30 s random read/write with crc32c verify, no errors', {
         '--time_based',
         '--runtime=30',
         '--output-format=json',
+        // fio would leave local-*-verify.state in its cwd at the end of a verify job.
+        '--verify_state_save=0',
       ],
-      { maxBuffer: 16 * 2 ** 20 },
+      { maxBuffer: 16 * 2 ** 20, cwd: dir },
     );
     const j = JSON.parse(stdout.slice(stdout.indexOf('{'))) as {
       jobs: { error: number; read: { io_bytes: number }; write: { io_bytes: number } }[];
