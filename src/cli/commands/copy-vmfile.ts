@@ -101,6 +101,15 @@ function streamCopy(socketPath: string, vm: string, body: unknown, tty: boolean)
   });
 }
 
+/** yargs gives an array when a flag is repeated. @throws HvError `HV_ERR_INVALID_ARGUMENT` then. */
+function single(v: unknown, flag: string): string | undefined {
+  if (v === undefined || typeof v === 'string') return v;
+  throw new HvError(
+    'HV_ERR_INVALID_ARGUMENT',
+    `--${flag} was given ${Array.isArray(v) ? `${v.length} times` : 'without a value'}; give it once`,
+  );
+}
+
 export const copyVmFileCommand: CommandModule<object, Args> = {
   command: 'copy-vmfile [name..]',
   describe: 'Copy-VMFile: copy a host file into a running guest (Guest Service Interface)',
@@ -115,18 +124,19 @@ export const copyVmFileCommand: CommandModule<object, Args> = {
       .option('json', { type: 'boolean', describe: 'print the result as JSON' }),
   handler: async (argv) => {
     const vm = oneName(argv.name, 'VM');
-    const src = argv['source-path'];
-    const dst = argv['destination-path'];
+    const src = single(argv['source-path'], 'source-path');
+    const dst = single(argv['destination-path'], 'destination-path');
+    const from = single(argv['file-source'], 'file-source');
     if (!src || !dst) {
       throw new HvError(
         'HV_ERR_INVALID_ARGUMENT',
         'copy-vmfile needs --source-path <host file> and --destination-path <absolute guest path>',
       );
     }
-    if ((argv['file-source'] ?? '').toLowerCase() !== 'host') {
+    if ((from ?? '').toLowerCase() !== 'host') {
       throw new HvError(
         'HV_ERR_INVALID_ARGUMENT',
-        `Copy-VMFile needs -FileSource Host (got '${argv['file-source'] ?? ''}'): only host-to-guest copies exist`,
+        `Copy-VMFile needs -FileSource Host (got '${from ?? ''}'): only host-to-guest copies exist`,
       );
     }
     const c = await connectHost();
