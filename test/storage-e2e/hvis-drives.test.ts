@@ -1,8 +1,9 @@
 /**
  * Through the real `hvis` CLI: `hvis up` boots the default VM with its VHDX on the synthetic SCSI
  * controller (Get-VM shows the guest's view: Msft Virtual Disk and its size), then a second disk is hot
- * added and hot removed with add-/remove-vmharddiskdrive while the VM runs, and an attached image is
- * resized online (the guest reports the new size without reattach).
+ * added and hot removed with add-/remove-vmharddiskdrive while the VM runs, an attached image is resized
+ * online with `hvis resize-vhd` (the guest reports the new size without reattach), and a production
+ * checkpoint of the running VM moves every drive onto a differencing child.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -60,23 +61,29 @@ test('hvis up attaches the system VHDX through storvsc; hot add, hot remove, onl
     assert.notEqual(again.code, 0);
     assert.match(again.stderr, /already attached/);
 
-    // Online resize of the attached image through the management API.
-    const { connectHost } = await import('../../src/cli/client.ts');
-    process.env.HVIS_HOME = home;
-    const c = await connectHost();
-    try {
-      await c.call('POST', '/attached-vhd/resize', { path: extra, sizeBytes: 128 * 2 ** 20 });
-    } finally {
-      await c.close();
-    }
+    // Online resize of the attached image: hvis resize-vhd goes through the running host.
+    const rs = await hvis(home, ['resize-vhd', extra, '--size-bytes', '128MB', '--json']);
+    assert.equal(rs.code, 0, rs.stderr);
+    assert.equal((JSON.parse(rs.stdout) as { Size: number }).Size, 128 * 2 ** 20);
+    const minimum = await hvis(home, ['resize-vhd', extra, '--to-minimum-size']);
+    assert.notEqual(minimum.code, 0);
+    assert.match(minimum.stderr, /attached to a running VM: --to-minimum-size works on a detached image/);
     // The guest learns the new capacity on its next command to that LUN; a rescan (hot add of another
     // disk → ENUMERATE_BUS) sends TEST UNIT READY, which gets the unit attention.
     const third = join(home, 'third.vhdx');
     await (await createDisk(third, { size: 32 * 2 ** 20, type: 'dynamic' })).close();
+    // A file no running VM has open is resized directly, also while a host runs.
+    const rs3 = await hvis(home, ['resize-vhd', third, '--size-bytes', '48MB', '--json']);
+    assert.equal(rs3.code, 0, rs3.stderr);
+    assert.equal((JSON.parse(rs3.stdout) as { Size: number }).Size, 48 * 2 ** 20);
     assert.equal((await hvis(home, ['add-vmharddiskdrive', 'vm1', '-Path', third])).code, 0);
     await until(
       async () => (await drives()).find((d) => d.ControllerLocation === 1)?.GuestDisk?.Size === 128 * 2 ** 20,
       'guest sees the resized disk',
+    );
+    await until(
+      async () => (await drives()).find((d) => d.ControllerLocation === 2)?.GuestDisk?.Size === 48 * 2 ** 20,
+      'guest sees the third disk at its resized size',
     );
 
     // export-vmharddiskdrive (ours): the guest serves LUN 1 over NBD; real clients read and write it.
@@ -139,9 +146,17 @@ test('hvis up attaches the system VHDX through storvsc; hot add, hot remove, onl
     ]);
     assert.match(badFc.stderr, /16 hexadecimal digits/);
 
-    const cp = await hvis(home, ['checkpoint-vm', 'vm1']);
-    assert.notEqual(cp.code, 0, 'no checkpoint of a running VM without VSS');
-    assert.match(cp.stderr, /VSS freeze\/thaw/);
+    // A production checkpoint of the running VM (our in-guest VSS daemon freezes nothing by default).
+    const cp = await hvis(home, ['checkpoint-vm', 'vm1', '-SnapshotName', 'live', '--json']);
+    assert.equal(cp.code, 0, cp.stderr);
+    assert.equal((JSON.parse(cp.stdout) as { SnapshotType: string }).SnapshotType, 'Production');
+    assert.ok(
+      (await drives()).every((d) => /_[0-9a-f-]{36}\.avhdx$/.test(d.Path)),
+      'every drive continues in a differencing child',
+    );
+    const std = await hvis(home, ['checkpoint-vm', 'vm1', '-SnapshotType', 'Standard']);
+    assert.notEqual(std.code, 0);
+    assert.match(std.stderr, /saved memory state/);
 
     const rm = await hvis(home, ['remove-vmharddiskdrive', 'vm1', '-ControllerLocation', '1']);
     assert.equal(rm.code, 0, rm.stderr);

@@ -2,7 +2,8 @@
  * `hvis checkpoint-vm <vm> [-SnapshotName n] [-SnapshotType Production|ProductionOnly|Standard]`,
  * `hvis get-vmsnapshot <vm>`, `hvis restore-vmsnapshot <vm> -Name n`, `hvis remove-vmsnapshot <vm> -Name n`:
  * Checkpoint-VM and the *-VMSnapshot cmdlets over the VM's virtual hard disks (differencing .avhdx
- * children; removing merges). Only Off VMs can be checkpointed for now (see src/host/checkpoints.ts).
+ * children; removing merges). A running VM gets a production checkpoint through the guest's VSS freeze/thaw;
+ * `-SnapshotType` stands in for the VM's Set-VM -CheckpointType (see src/host/checkpoints.ts).
  */
 import type { CommandModule } from 'yargs';
 import { connectHost } from '../client.ts';
@@ -39,6 +40,8 @@ export const checkpointVmCommand: CommandModule<object, Args> = {
         type: 'string',
         choices: ['Production', 'ProductionOnly', 'Standard'],
         default: 'Production',
+        describe:
+          'as Set-VM -CheckpointType: Production freezes a running guest through VSS and falls back to Standard when it cannot; ProductionOnly fails instead; Standard (memory state) is refused while the VM runs (hvis saves no memory state)',
       }),
   handler: async (argv) => {
     const vm = oneName(argv.vmName, 'checkpoint-vm');

@@ -4,7 +4,9 @@
  * on stderr when it is a TTY, never under --json.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { HvError } from '../../protocol/errors.ts';
+import { resolve } from 'node:path';
+import { HvError, isHvError } from '../../protocol/errors.ts';
+import { connectHost } from '../client.ts';
 import type { VhdInfo } from '../../disk/block-device.ts';
 import { convertDisk } from '../../disk/ops/convert.ts';
 import { mergeDisk } from '../../disk/ops/merge.ts';
@@ -180,16 +182,45 @@ const convertVhd: CommandModule = {
   },
 };
 
+/**
+ * Resize-VHD of an image a running VM has attached, through the running host (`POST /attached-vhd/resize`):
+ * the open image is resized in place and the guest sees the new size online (UNIT ATTENTION 2A/09).
+ * @returns null when no host runs or no running VM has the file attached (then the file is resized here).
+ */
+async function resizeAttached(path: string, o: Parameters<typeof resizeDisk>[1]): Promise<VhdInfo | null> {
+  const c = await connectHost();
+  try {
+    if (!c.online) return null;
+    try {
+      // --to-minimum-size has no online form: a 1-byte size is refused (HV_ERR_INVALID_ARGUMENT) only
+      // when the file is attached, and 404s otherwise.
+      return await c.call<VhdInfo>('POST', '/attached-vhd/resize', { path, sizeBytes: o.sizeBytes ?? 1 });
+    } catch (e) {
+      if (isHvError(e, 'HV_ERR_NOT_FOUND')) return null;
+      if (o.toMinimumSize && isHvError(e, 'HV_ERR_INVALID_ARGUMENT'))
+        throw new HvError(
+          'HV_ERR_INVALID_ARGUMENT',
+          `${path} is attached to a running VM: --to-minimum-size works on a detached image; give --size-bytes to resize it online`,
+        );
+      throw e;
+    }
+  } finally {
+    await c.close();
+  }
+}
+
 const resizeVhd: CommandModule = {
   command: 'resize-vhd [path]',
-  describe: 'Resize-VHD: grow or shrink the virtual size (--size-bytes or --to-minimum-size)',
+  describe:
+    'Resize-VHD: grow or shrink the virtual size (--size-bytes or --to-minimum-size); an image attached to a running VM is resized online through the running host, and the guest sees the new size',
   builder: (y) =>
     pathOpt(y).option('size-bytes', { type: 'string' }).option('to-minimum-size', { type: 'boolean' }),
   handler: async (a) => {
     const o: Parameters<typeof resizeDisk>[1] = {};
     if (a.sizeBytes !== undefined) o.sizeBytes = parseBytes('size-bytes', a.sizeBytes);
     if (a.toMinimumSize === true) o.toMinimumSize = true;
-    show(await resizeDisk(req(a, 'path', 'path'), o), a.json === true);
+    const path = resolve(req(a, 'path', 'path'));
+    show((await resizeAttached(path, o)) ?? (await resizeDisk(path, o)), a.json === true);
   },
 };
 
