@@ -26,7 +26,7 @@ import {
 import type { Clock } from '../vmbus/channel-io.ts';
 import type { VmbusClient, VmbusDriver } from '../vmbus/client.ts';
 import { serveFcopy } from './daemons/fcopy/in-process.ts';
-import { serveVss, VssDaemon, type VssPolicy } from './daemons/vss/daemon.ts';
+import { emergencyThaw, serveVss, VssDaemon, type VssPolicy } from './daemons/vss/daemon.ts';
 import { GuestUapiService } from './uapi-service.ts';
 import { GuestKvpService } from './kvp-service.ts';
 import { type GuestDiskReport, GuestStorage } from './storage.ts';
@@ -78,6 +78,12 @@ export interface GuestKernelOptions {
   vssPolicy?: VssPolicy | null;
   /** Unix socket where outside VSS daemons attach. */
   vssBridgeSocket?: string | null;
+  /**
+   * The kernel's emergency thaw, run when a VSS daemon dies or closes `/dev/vmbus/hv_vss` with a freeze
+   * outstanding (src/devices/vss/guest.ts `onOrphanedFreeze`). Default: FITHAW on the in-process policy's
+   * mount points (none by default), through the same ioctl our daemon uses.
+   */
+  vssEmergencyThaw?: () => void;
   /** Pool directory of our in-process hv_kvp_daemon; null or absent runs none (the node waits for an outside daemon). */
   kvpRoot?: string | null;
   /** Unix socket where outside KVP daemons attach (uapi bridge), e.g. Debian's via native/hvshim. */
@@ -162,7 +168,13 @@ export class GuestKernel {
     const vssPolicy = o.vssPolicy === undefined ? { mountPoints: [] } : o.vssPolicy;
     this.vss = new GuestUapiService({
       path: '/dev/vmbus/hv_vss',
-      driver: (ch, toDaemon) => new VssGuest(ch, { clock: this.clock, flavor, toDaemon }),
+      driver: (ch, toDaemon) =>
+        new VssGuest(ch, {
+          clock: this.clock,
+          flavor,
+          toDaemon,
+          onOrphanedFreeze: o.vssEmergencyThaw ?? (() => emergencyThaw(vssPolicy?.mountPoints ?? [])),
+        }),
       daemon:
         vssPolicy === null
           ? null

@@ -8,6 +8,10 @@
  * HV_E_FAIL; the daemon closing the node while a request waits → HV_E_FAIL (Linux `vss_on_reset`).
  * Registration: REGISTER1 (129) gets a 4-byte u32 answer, legacy REGISTER (128) none.
  * A request arriving while one is pending waits in a short queue (Linux leaves it in the ring).
+ * Where we go beyond Linux: a daemon that dies (or closes the node) while a freeze is outstanding — a FREEZE
+ * it has not answered, or one it answered OK with no THAW answered since — would leave the guest frozen
+ * (Linux only fails the request), so the driver calls `onOrphanedFreeze` once, the kernel's emergency thaw
+ * (Linux's `emergency_thaw_all`, sysrq j); the host's FREEZE (or later THAW) gets HV_E_FAIL.
  */
 import { HvError } from '../../protocol/errors.ts';
 import {
@@ -49,6 +53,11 @@ export interface VssGuestOptions {
   /** Daemon timeouts, ms (default Linux's). */
   freezeTimeoutMs?: number;
   timeoutMs?: number;
+  /**
+   * Emergency thaw: called when the daemon releases the node with a freeze outstanding (see above). It must
+   * thaw whatever the daemon may have frozen; it runs once per orphaned freeze.
+   */
+  onOrphanedFreeze?: () => void;
 }
 
 interface Request {
@@ -69,6 +78,8 @@ export class VssGuest implements ChannelHandler {
   readonly #queue: Request[] = [];
   readonly #toDaemonBuf = new Uint8Array(HV_VSS_MSG.size);
   #closed = false;
+  /** A FREEZE was answered OK and no THAW answered since. */
+  #frozen = false;
   #incoming: IncomingPacket | null = null;
 
   constructor(ch: ChannelIo, o: VssGuestOptions) {
@@ -170,7 +181,10 @@ export class VssGuest implements ChannelHandler {
   /** The daemon closed the node: forget it, fail what it held. */
   onDaemonRelease(): void {
     this.#registered = 'no';
+    const orphaned = this.#frozen || (this.#cur !== null && this.#curOp === VSS_OP_FREEZE);
+    this.#frozen = false;
     if (this.#cur) this.#finish(HV_E_FAIL);
+    if (orphaned) this.#o.onOrphanedFreeze?.();
   }
 
   #serve(req: Request): void {
@@ -193,6 +207,8 @@ export class VssGuest implements ChannelHandler {
     this.#cur = null;
     this.#cancelTimer?.();
     this.#cancelTimer = null;
+    if (this.#curOp === VSS_OP_FREEZE) this.#frozen = status === HV_S_OK;
+    else if (this.#curOp === VSS_OP_THAW) this.#frozen = false;
     if (this.#curOp === VSS_OP_HOT_BACKUP) {
       new DataView(req.bytes.buffer).setUint32(ICMSG_HDR + 8, VSS_HBU_NO_AUTO_RECOVERY, true);
     }

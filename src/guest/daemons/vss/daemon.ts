@@ -165,3 +165,25 @@ export async function serveVss(file: UapiFile, daemon: VssDaemon): Promise<void>
     daemon.thaw();
   }
 }
+
+/**
+ * The guest kernel's emergency thaw for a VSS daemon that died frozen: FITHAW on each of `mountPoints`
+ * (reverse order); a filesystem that is not frozen (EINVAL) or cannot be opened is passed over.
+ * @returns the mount points a FITHAW succeeded on.
+ */
+export function emergencyThaw(mountPoints: readonly string[], ioctl: FreezeIoctl = defaultIoctl): string[] {
+  const thawed: string[] = [];
+  for (const m of [...mountPoints].reverse()) {
+    let fd = -1;
+    try {
+      fd = openSync(m, constants.O_RDONLY | constants.O_DIRECTORY);
+      ioctl(fd, 'thaw', m);
+      thawed.push(m);
+    } catch {
+      // not frozen, or gone
+    } finally {
+      if (fd >= 0) closeSync(fd);
+    }
+  }
+  return thawed;
+}

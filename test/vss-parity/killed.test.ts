@@ -1,0 +1,94 @@
+/**
+ * A VSS daemon SIGKILLed while the guest is frozen cannot thaw by itself: the guest driver must run the
+ * kernel's emergency thaw (VssGuest `onOrphanedFreeze`) and the host's THAW must fail plainly instead of
+ * the guest staying frozen. Run against Debian's hv_vss_daemon and ours (standalone), both in the sandbox
+ * with a fake mount table and fake FIFREEZE/FITHAW (HVSHIM_FAKE_FREEZE / --fake-freeze) on a tmpfs mounted
+ * inside the sandbox: nothing of the machine can freeze. The shim's log shows the daemon froze and never
+ * thawed; the emergency thaw then names exactly the frozen mount.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { after, test } from 'node:test';
+import { spawnSandboxedDaemon } from '../../src/bridges/uapi/sandbox.ts';
+import { VssGuest } from '../../src/devices/vss/guest.ts';
+import { hostVssOffer, VssHost } from '../../src/devices/vss/host.ts';
+import { HV_E_FAIL, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
+import { VSS_OP_FREEZE, VSS_OP_THAW } from '../../src/protocol/ic/vss.ts';
+import { systemClock } from '../../src/vmbus/channel-io.ts';
+import { until, uapiIcStack } from '../fcopy-parity/ic-stack.ts';
+import { requirePeer } from '../peers.ts';
+
+const scratch = mkdtempSync(`${tmpdir()}/vss-killed-`);
+after(() => rmSync(scratch, { recursive: true, force: true }));
+const MNT = '/var/lib/vssmnt';
+
+async function killWhileFrozen(kind: 'real' | 'ours') {
+  const dir = `${scratch}/${kind}`;
+  const socket = `${scratch}/${kind}.sock`;
+  mkdirSync(`${dir}/state`, { recursive: true });
+  writeFileSync(`${dir}/state/fake-mounts`, `/dev/sdz1 ${MNT}/data ext4 rw,relatime 0 0\n`);
+  const emergency: number[] = [];
+  const stack = await uapiIcStack({
+    socket,
+    path: '/dev/vmbus/hv_vss',
+    host: (ch) => new VssHost(ch, { clock: systemClock, offer: hostVssOffer('WS2022') }),
+    guest: (ch, toDaemon) =>
+      new VssGuest(ch, { clock: systemClock, toDaemon, onOrphanedFreeze: () => emergency.push(Date.now()) }),
+  });
+  const child = spawnSandboxedDaemon({
+    kind,
+    service: 'vss',
+    socket,
+    state: `${dir}/state`,
+    stderr: 'pipe',
+    prelude: `mkdir -p ${MNT}/data && mount -t tmpfs -o size=1m vssdata ${MNT}/data`,
+    env: { HVSHIM_MOUNTS: '/var/lib/fake-mounts', HVSHIM_FAKE_FREEZE: '1' },
+    args: ['--freeze', `${MNT}/data`, '--fake-freeze'],
+  });
+  let log = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    log += c.toString();
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    await until(
+      () => stack.guest.daemonRegistered && stack.host.status.PrimaryStatusDescription === 'OK',
+      'the daemon to register',
+    );
+    const freeze = await stack.host.request(VSS_OP_FREEZE);
+    const frozenLog = [...log.matchAll(/FAKE (FIFREEZE|FITHAW) (\S+)/g)].map((m) => `${m[1]} ${m[2]}`);
+    const beforeKill = emergency.length;
+    process.kill(-child.pid!, 'SIGKILL');
+    await exited;
+    await until(() => !stack.guest.daemonRegistered, 'the guest to see the node closed');
+    const thaw = await stack.host.request(VSS_OP_THAW);
+    const finalLog = [...log.matchAll(/FAKE (FIFREEZE|FITHAW) (\S+)/g)].map((m) => `${m[1]} ${m[2]}`);
+    return { freeze, frozenLog, finalLog, beforeKill, emergency: emergency.length, thaw };
+  } finally {
+    await stack.close();
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+for (const kind of ['real', 'ours'] as const) {
+  test(`${kind === 'real' ? "Debian's hv_vss_daemon" : 'our hv_vss_daemon'} SIGKILLed while frozen: the guest kernel thaws, the host's THAW fails`, async () => {
+    requirePeer('hv_vss_daemon', 'hyperv-daemons');
+    requirePeer('unshare', 'util-linux');
+    requirePeer('gcc', 'gcc');
+    const r = await killWhileFrozen(kind);
+    assert.equal(r.freeze.status, HV_S_OK);
+    // The daemon froze the data mount and died without thawing it.
+    assert.deepEqual(r.frozenLog, [`FIFREEZE ${MNT}/data`]);
+    assert.deepEqual(r.finalLog, [`FIFREEZE ${MNT}/data`]);
+    // So the kernel side ran its emergency thaw exactly once, only after the kill.
+    assert.equal(r.beforeKill, 0);
+    assert.equal(r.emergency, 1);
+    // No daemon: the host learns the THAW failed instead of waiting on a frozen guest.
+    assert.equal(r.thaw.status, HV_E_FAIL);
+  });
+}
