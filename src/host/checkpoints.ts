@@ -287,8 +287,11 @@ export async function restoreVmSnapshot(home: string, vm: Vm, name: string): Pro
 /**
  * Remove-VMSnapshot: forgets the checkpoint. Where the VM's current image continues directly from the
  * checkpoint's frozen image, that image is merged into the frozen one (Merge-VHD) and the VM uses the
- * result, reclaiming the space; a frozen image that later checkpoints build on stays as a link of their
- * chains (merging it would orphan their differencing images, and hvis cannot re-parent images yet).
+ * result, reclaiming the space. A checkpoint whose frozen image later checkpoints (or other branches) build
+ * on is refused with HV_ERR_UNSUPPORTED naming them: merging it would need its children re-parented, which
+ * hvis cannot do yet; remove the later checkpoints first. Nothing is changed when it refuses.
+ * @throws HvError HV_ERR_INVALID_STATE on a running VM, HV_ERR_NOT_FOUND for an unknown name,
+ *   HV_ERR_UNSUPPORTED as above.
  */
 export async function removeVmSnapshot(home: string, vm: Vm, name: string): Promise<void> {
   requireOff(vm, 'remove a checkpoint');
@@ -306,16 +309,30 @@ export async function removeVmSnapshot(home: string, vm: Vm, name: string): Prom
   const stillFrozen = new Set(
     f.checkpoints.filter((x) => x !== c).flatMap((x) => x.drives.map((d) => resolve(d.path))),
   );
+  const merges: { child: string; frozen: string; path: string }[] = [];
   for (const d of c.drives) {
     const frozen = resolve(d.path);
     if (stillFrozen.has(frozen)) continue;
     const children = [...parentOf].filter(([, p]) => p === frozen).map(([u]) => u);
     const child = children[0];
-    if (children.length !== 1 || !child || !current.has(child)) continue;
+    if (children.length === 1 && child && current.has(child)) {
+      merges.push({ child, frozen, path: d.path });
+      continue;
+    }
+    if (children.length === 0) continue;
+    const later = f.checkpoints
+      .filter((x) => x.drives.some((y) => children.includes(resolve(y.path))))
+      .map((x) => `'${x.name}'`);
+    throw new HvError(
+      'HV_ERR_UNSUPPORTED',
+      `cannot remove checkpoint '${c.name}' of VM '${vm.name}': ${later.length ? `checkpoint(s) ${later.join(', ')} build on its disk ${d.path}` : `${children.length} images build on its disk ${d.path}`}, and merging it would need them re-parented, which hvis cannot do yet; remove the later checkpoints first`,
+    );
+  }
+  for (const { child, frozen, path } of merges) {
     await mergeDisk(child, frozen);
     await vm.updateConfig(async (cfg) => ({
       ...cfg,
-      hardDrives: cfg.hardDrives.map((h) => (resolve(h.path) === child ? { ...h, path: d.path } : h)),
+      hardDrives: cfg.hardDrives.map((h) => (resolve(h.path) === child ? { ...h, path } : h)),
     }));
   }
   for (const o of f.checkpoints) if (o.parentId === c.id) o.parentId = c.parentId;

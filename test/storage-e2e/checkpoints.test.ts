@@ -76,3 +76,44 @@ test('checkpoint, restore and remove on a stopped VM', { timeout: 60_000 }, asyn
     rmSync(home, { recursive: true, force: true });
   }
 });
+
+test('remove-vmsnapshot of a checkpoint later ones build on is refused, then works in order', {
+  timeout: 60_000,
+}, async () => {
+  const home = mkdtempSync(join(tmpdir(), 'hvis-cp2-'));
+  try {
+    const base = join(home, 'v2.vhdx');
+    assert.equal(
+      (await hvis(home, ['new-vm', 'v2', '-NewVHDPath', base, '-NewVHDSizeBytes', '64MB'])).code,
+      0,
+    );
+    const drive = async () =>
+      (
+        JSON.parse((await hvis(home, ['get-vmharddiskdrive', 'v2', '--json'])).stdout) as { Path: string }[]
+      )[0]!.Path;
+    const names = async () =>
+      (JSON.parse((await hvis(home, ['get-vmsnapshot', 'v2', '--json'])).stdout) as { Name: string }[]).map(
+        (s) => s.Name,
+      );
+    assert.equal((await hvis(home, ['checkpoint-vm', 'v2', '-SnapshotName', 'cp1'])).code, 0);
+    await writeAt0(await drive(), 0x11);
+    assert.equal((await hvis(home, ['checkpoint-vm', 'v2', '-SnapshotName', 'cp2'])).code, 0);
+    await writeAt0(await drive(), 0x22);
+
+    const refused = await hvis(home, ['remove-vmsnapshot', 'v2', '-Name', 'cp1']);
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      refused.stderr,
+      /checkpoint\(s\) 'cp2' build on its disk .*remove the later checkpoints first/,
+    );
+    assert.deepEqual(await names(), ['cp1', 'cp2'], 'nothing forgotten when refused');
+
+    assert.equal((await hvis(home, ['remove-vmsnapshot', 'v2', '-Name', 'cp2'])).code, 0);
+    assert.equal((await hvis(home, ['remove-vmsnapshot', 'v2', '-Name', 'cp1'])).code, 0);
+    assert.deepEqual(await names(), []);
+    assert.equal(await drive(), base, 'both merges end on the base VHDX');
+    assert.equal(await byteAt0(base), 0x22, 'the newest data survives both merges');
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+});

@@ -103,5 +103,5 @@ export const restoreVmSnapshotCommand = snapshotAction(
 );
 export const removeVmSnapshotCommand = snapshotAction(
   'remove',
-  'Remove-VMSnapshot: delete a checkpoint, merging its disk data',
+  "Remove-VMSnapshot: delete a checkpoint, merging its disk data into the VM's current disks; a checkpoint that later checkpoints build on is refused (hvis cannot re-parent differencing disks yet: remove the later ones first)",
 );
