@@ -52,12 +52,17 @@ export interface KvpDaemonOptions {
   scripts?: string;
   /** sysfs net directory, default `/sys/class/net`. */
   sysNet?: string;
+  /**
+   * Take the pool-file lock with blocking helper I/O (as the C daemon blocks in F_SETLKW): for a process
+   * that runs only the daemon. Default false (the lock wait never blocks the event loop).
+   */
+  syncLock?: boolean;
   log?(msg: string): void;
 }
 
 export class KvpDaemon {
   readonly #paths: IpConfigPaths;
-  readonly #lock = new FileLock();
+  readonly #lock: FileLock;
   readonly #pools: KvpPoolFile[];
   readonly #log: (m: string) => void;
   #version = '';
@@ -71,6 +76,7 @@ export class KvpDaemon {
       sysNet: o.sysNet ?? '/sys/class/net',
     };
     this.#log = o.log ?? (() => {});
+    this.#lock = new FileLock({ sync: o.syncLock ?? false });
     mkdirSync(this.#paths.root, { recursive: true, mode: 0o755 });
     this.#pools = Array.from(
       { length: KVP_POOL_COUNT },

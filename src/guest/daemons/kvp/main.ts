@@ -29,6 +29,7 @@ const daemon = new KvpDaemon({
   ...(values.root ? { root: values.root } : {}),
   ...(values.scripts ? { scripts: values.scripts } : {}),
   ...(values['sys-net'] ? { sysNet: values['sys-net'] } : {}),
+  syncLock: true,
   log,
 });
 log(`KVP starting; pid is:${process.pid}`);
