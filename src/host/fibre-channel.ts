@@ -2,14 +2,15 @@
  * Add-/Get-/Remove-VMFibreChannelHba: virtual Fibre Channel adapters (VMBus class HV_SYNTHFC_GUID, the
  * VSTOR protocol plus FCHBA_DATA, devices.md B.13). Each HBA has WWNN/WWPN set A (set B is kept for the
  * cmdlet's shape; the guest uses set A as the primary pair). hvis has no virtual SAN, so an HBA carries no
- * LUNs: the guest sees the adapter and its WWNs. The list is stored in `<home>/fibrechannel/<vm id>.json`
- * (written atomically) and offered when the VM starts, or hot added to a running VM.
+ * LUNs: the guest sees the adapter and its WWNs. The list is part of the VM configuration
+ * (`fibreChannelAdapters`, written atomically with it; a list left in the old side file
+ * `<home>/fibrechannel/<vm id>.json` is read until the next change moves it) and offered when the VM starts,
+ * or hot added to a running VM.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { HvError } from '../protocol/errors.ts';
-import { writeFileAtomic } from './atomic-file.ts';
 import { hvisHome } from './home.ts';
 import type { VmStorage } from './storage.ts';
 import type { Vm } from './vm.ts';
@@ -31,12 +32,21 @@ type Stored = Omit<FibreChannelHbaView, 'VMName'>;
 const DEFAULT_WWNN = 'C003FF0000FFFF00';
 const WWN = /^[0-9A-F]{16}$/;
 
-function file(home: string, cfg: VmConfig): string {
+/** Where hvis kept the list before it moved into the VM configuration (read once, then removed). */
+function legacyFile(home: string, cfg: VmConfig): string {
   return join(home, 'fibrechannel', `${cfg.id}.json`);
 }
 
 function load(home: string, cfg: VmConfig): Stored[] {
-  const p = file(home, cfg);
+  if (cfg.fibreChannelAdapters)
+    return cfg.fibreChannelAdapters.map((a) => ({
+      SanName: a.sanName,
+      WorldWideNodeNameSetA: a.wwnnA,
+      WorldWidePortNameSetA: a.wwpnA,
+      WorldWideNodeNameSetB: a.wwnnB,
+      WorldWidePortNameSetB: a.wwpnB,
+    }));
+  const p = legacyFile(home, cfg);
   if (!existsSync(p)) return [];
   try {
     const v = JSON.parse(readFileSync(p, 'utf8')) as Stored[];
@@ -108,8 +118,17 @@ export async function addVmFibreChannelHba(
     WorldWidePortNameSetB: randomWwpn(),
   };
   list.push(hba);
-  mkdirSync(join(home, 'fibrechannel'), { recursive: true });
-  await writeFileAtomic(file(home, vm.config), `${JSON.stringify(list, null, 2)}\n`);
+  await vm.updateConfig(async (cfg) => ({
+    ...cfg,
+    fibreChannelAdapters: list.map((h) => ({
+      sanName: h.SanName,
+      wwnnA: h.WorldWideNodeNameSetA,
+      wwpnA: h.WorldWidePortNameSetA,
+      wwnnB: h.WorldWideNodeNameSetB,
+      wwpnB: h.WorldWidePortNameSetB,
+    })),
+  }));
+  rmSync(legacyFile(home, vm.config), { force: true });
   vm.session?.storage?.addFibreChannel(list.length - 1, wwnBytes(wwpn), wwnBytes(wwnn));
   return { VMName: vm.name, ...hba };
 }

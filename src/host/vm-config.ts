@@ -30,6 +30,15 @@ export interface NetworkAdapterConfig {
   macAddress: string;
 }
 
+/** A virtual Fibre Channel adapter (Add-VMFibreChannelHba); WWNs as 16 upper-case hex digits. */
+export interface FibreChannelAdapterConfig {
+  sanName: string;
+  wwnnA: string;
+  wwpnA: string;
+  wwnnB: string;
+  wwpnB: string;
+}
+
 export interface VmConfig {
   schema: typeof VM_CONFIG_SCHEMA;
   name: string;
@@ -45,6 +54,8 @@ export interface VmConfig {
   integrationServices: Record<IntegrationServiceName, boolean>;
   /** ISO 8601 creation time. */
   creationTime: string;
+  /** Virtual Fibre Channel adapters, in offer order (absent: none). */
+  fibreChannelAdapters?: FibreChannelAdapterConfig[];
 }
 
 /** 127 GiB: Hyper-V Manager's New Virtual Machine wizard default for a new virtual hard disk ("127 GB"). */
@@ -204,7 +215,27 @@ export function parseVmConfig(doc: unknown, where: string): VmConfig {
           ? v
           : bad(`integrationServices.${s.name}`, 'true or false');
   }
+  const fc =
+    root.fibreChannelAdapters === undefined
+      ? undefined
+      : arr(root, 'fibreChannelAdapters').map((x, i): FibreChannelAdapterConfig => {
+          const p = `fibreChannelAdapters[${i}].`;
+          const a = obj(x, p);
+          const wwn = (k: string) => {
+            const v = str(a, k, p);
+            return /^[0-9A-F]{16}$/.test(v) ? v : bad(p + k, '16 upper-case hex digits');
+          };
+          return {
+            sanName: str(a, 'sanName', p),
+            wwnnA: wwn('wwnnA'),
+            wwpnA: wwn('wwpnA'),
+            wwnnB: wwn('wwnnB'),
+            wwpnB: wwn('wwpnB'),
+          };
+        });
+  if (fc && fc.length > 4) bad('fibreChannelAdapters', 'at most 4 adapters');
   return {
+    ...(fc ? { fibreChannelAdapters: fc } : {}),
     schema: VM_CONFIG_SCHEMA,
     name,
     id,
