@@ -30,20 +30,19 @@ export async function connectUapi(socketPath: string, devicePath: string): Promi
     waiter?.rej(closedErr());
     waiter = null;
   };
+  const onFrame = (view: Uint8Array) => {
+    const f = view.slice(); // the daemon keeps it past this call (and answers in place)
+    if (waiter) {
+      const w = waiter;
+      waiter = null;
+      w.res(f);
+    } else queue.push(f);
+  };
   sock.on('data', (c: Buffer) => {
-    let frames: Buffer[];
     try {
-      frames = reader.push(c);
+      reader.feed(c, onFrame);
     } catch {
       sock.destroy();
-      return;
-    }
-    for (const f of frames) {
-      if (waiter) {
-        const w = waiter;
-        waiter = null;
-        w.res(f);
-      } else queue.push(f);
     }
   });
   sock.on('close', shut);

@@ -16,28 +16,75 @@ export function encodeFrame(payload: Uint8Array): Buffer {
   return b;
 }
 
-/** Splits a stream into frames; `push` returns the whole frames completed by `chunk`. */
+/**
+ * Splits a stream into frames. {@link feed} hands each whole frame over as a view: into the chunk itself
+ * when the frame lies inside it (the usual case, no copy), else into one reused buffer that holds a frame
+ * split across chunks (at most 4 + {@link MAX_UAPI_FRAME} bytes).
+ */
 export class FrameReader {
-  #buf: Buffer = Buffer.alloc(0);
+  #buf = new Uint8Array(1024);
+  #dv = new DataView(this.#buf.buffer);
+  /** Bytes of a split frame held in `#buf`. */
+  #len = 0;
 
-  /** @throws ProtocolError when a frame announces more than {@link MAX_UAPI_FRAME} bytes. */
-  push(chunk: Buffer): Buffer[] {
-    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk;
-    const out: Buffer[] = [];
-    while (this.#buf.length >= 4) {
-      const len = this.#buf.readUInt32LE(0);
-      if (len > MAX_UAPI_FRAME) {
-        throw new ProtocolError(`uapi frame of ${len} bytes exceeds ${MAX_UAPI_FRAME}`, {
-          offset: 0,
-          structure: 'uapi frame',
-        });
-      }
-      if (this.#buf.length < 4 + len) break;
-      out.push(Buffer.from(this.#buf.subarray(4, 4 + len)));
-      this.#buf = this.#buf.subarray(4 + len);
+  /**
+   * Calls `onFrame` for every frame completed by `chunk`, in order; the view is valid only during the call.
+   * @throws ProtocolError when a frame announces more than {@link MAX_UAPI_FRAME} bytes (the stream is
+   *   unusable afterwards).
+   */
+  feed(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): void {
+    let at = 0;
+    if (this.#len > 0) {
+      at = this.#fill(chunk, 0, 4);
+      if (this.#len < 4) return;
+      const need = 4 + frameLength(this.#dv, 0);
+      at = this.#fill(chunk, at, need);
+      if (this.#len < need) return;
+      this.#len = 0;
+      onFrame(this.#buf.subarray(4, need));
     }
+    const dv = new DataView(chunk.buffer, chunk.byteOffset, chunk.length);
+    while (chunk.length - at >= 4) {
+      const len = frameLength(dv, at);
+      if (chunk.length - at - 4 < len) break;
+      onFrame(chunk.subarray(at + 4, at + 4 + len));
+      at += 4 + len;
+    }
+    if (at < chunk.length) this.#fill(chunk, at, chunk.length - at);
+  }
+
+  /** Like {@link feed}, returning copies of the frames. */
+  push(chunk: Uint8Array): Buffer[] {
+    const out: Buffer[] = [];
+    this.feed(chunk, (f) => out.push(Buffer.from(f)));
     return out;
   }
+
+  /** Appends chunk bytes from `at` until `#buf` holds `upTo` bytes (or the chunk ends); returns the new `at`. */
+  #fill(chunk: Uint8Array, at: number, upTo: number): number {
+    const n = Math.min(upTo - this.#len, chunk.length - at);
+    if (n <= 0) return at;
+    if (this.#len + n > this.#buf.length) {
+      const grown = new Uint8Array(Math.max(this.#len + n, 2 * this.#buf.length));
+      grown.set(this.#buf.subarray(0, this.#len));
+      this.#buf = grown;
+      this.#dv = new DataView(grown.buffer);
+    }
+    this.#buf.set(chunk.subarray(at, at + n), this.#len);
+    this.#len += n;
+    return at + n;
+  }
+}
+
+function frameLength(dv: DataView, at: number): number {
+  const len = dv.getUint32(at, true);
+  if (len > MAX_UAPI_FRAME) {
+    throw new ProtocolError(`uapi frame of ${len} bytes exceeds ${MAX_UAPI_FRAME}`, {
+      offset: at,
+      structure: 'uapi frame',
+    });
+  }
+  return len;
 }
 
 /** Parses HELLO: device path and pid. @throws ProtocolError when it is not `path\0pid`. */

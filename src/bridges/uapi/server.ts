@@ -72,34 +72,27 @@ export class UapiSocketBridge {
       }
       if (!sock.destroyed) end('kernel closed the device');
     };
-    sock.on('data', (chunk: Buffer) => {
-      let frames: Buffer[];
-      try {
-        frames = reader.push(chunk);
-      } catch (e) {
-        end((e as Error).message);
+    const onFrame = (fr: Uint8Array) => {
+      if (!file) {
+        const h = parseHello(fr);
+        device = h.device;
+        file = open(h.device);
+        ev.onAttach?.(h.device, h.pid);
+        void pump(file);
         return;
       }
-      for (const fr of frames) {
-        if (!file) {
-          try {
-            const h = parseHello(fr);
-            device = h.device;
-            file = open(h.device);
-            ev.onAttach?.(h.device, h.pid);
-            void pump(file);
-          } catch (e) {
-            end((e as Error).message);
-            return;
-          }
-          continue;
-        }
-        try {
-          file.write(fr);
-        } catch (e) {
-          // A rejected write is EINVAL to the writer; the shim has already returned, so drop the message.
-          ev.onDetach?.(device, `write rejected: ${(e as Error).message}`);
-        }
+      try {
+        file.write(fr); // copies (UapiFile contract), so the frame may be a view into the socket's chunk
+      } catch (e) {
+        // A rejected write is EINVAL to the writer; the shim has already returned, so drop the message.
+        ev.onDetach?.(device, `write rejected: ${(e as Error).message}`);
+      }
+    };
+    sock.on('data', (chunk: Buffer) => {
+      try {
+        reader.feed(chunk, onFrame);
+      } catch (e) {
+        end((e as Error).message);
       }
     });
   }

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { after, test } from 'node:test';
+import fc from 'fast-check';
 import { connectUapi } from '../../../src/bridges/uapi/client.ts';
 import { encodeFrame, FrameReader, MAX_UAPI_FRAME } from '../../../src/bridges/uapi/framing.ts';
 import { UapiSocketBridge } from '../../../src/bridges/uapi/server.ts';
@@ -81,4 +82,36 @@ test('the frame reader reassembles frames split anywhere', () => {
   const out: string[] = [];
   for (const b of all) out.push(...r.push(Buffer.from([b])).map((x) => x.toString()));
   assert.deepEqual(out, ['abc', '', 'z']);
+});
+
+test('feed hands over the same frames however the stream is cut, and refuses an oversize length split across chunks', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.uint8Array({ maxLength: 9000 }), { maxLength: 8 }),
+      fc.array(fc.nat(20000), { maxLength: 12 }),
+      (frames, cuts) => {
+        const all = Buffer.concat(frames.map((f) => encodeFrame(f)));
+        const points = [...new Set(cuts.map((c) => c % (all.length + 1)))].sort((a, b) => a - b);
+        const r = new FrameReader();
+        const out: Buffer[] = [];
+        let from = 0;
+        for (const p of [...points, all.length]) {
+          r.feed(all.subarray(from, p), (f) => out.push(Buffer.from(f)));
+          from = p;
+        }
+        assert.deepEqual(
+          out,
+          frames.map((f) => Buffer.from(f)),
+        );
+      },
+    ),
+  );
+  const r = new FrameReader();
+  const big = Buffer.alloc(4);
+  big.writeUInt32LE(MAX_UAPI_FRAME + 1);
+  r.feed(big.subarray(0, 3), () => {});
+  assert.throws(
+    () => r.feed(big.subarray(3), () => {}),
+    (e) => isHvError(e, 'HV_ERR_PROTOCOL'),
+  );
 });
