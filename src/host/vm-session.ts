@@ -32,7 +32,7 @@ import { hostSideOfSharedVm } from '../vmbus/vm-link.ts';
 import type { VssHost } from '../devices/vss/host.ts';
 import { type CopyVmFileOptions, type CopyVmFileRequest, copyVmFile } from './copy-vmfile.ts';
 import { parseGuestReport } from './guest-reports.ts';
-import { type GuestAgent, SandboxedKvpAgent } from './guest-agent.ts';
+import { type AgentService, type GuestAgent, type SandboxedAgent, sandboxedAgents } from './guest-agent.ts';
 import { KvpExchange } from './kvp-exchange.ts';
 import { offerFibreChannelHbas } from './fibre-channel.ts';
 import { VmStorage } from './storage.ts';
@@ -55,7 +55,10 @@ export interface VmSessionFactoryOptions {
    * native/hvshim); a service with a socket runs no in-process daemon. Called per VM.
    */
   daemonSockets?: (vmName: string) => { fcopy?: string; vss?: string };
-  /** The guest's KVP daemon: ours in the worker (default) or Debian's, sandboxed (`hvis up --guest-agent`). */
+  /**
+   * The guest's KVP, fcopy and VSS daemons: ours in the worker (default) or Debian's, sandboxed
+   * (`hvis up --guest-agent hyperv-daemons`, src/host/guest-agent.ts).
+   */
   guestAgent?: GuestAgent;
   /** Heap limit of each guest worker, MiB (default 256). */
   guestHeapMb?: number;
@@ -101,7 +104,7 @@ class WorkerVmSession implements VmSession {
   /** The VM's KVP exchange (host items survive channel re-opens). */
   readonly kvp: KvpExchange;
   readonly storage: VmStorage;
-  readonly #agent: SandboxedKvpAgent | null;
+  readonly #agents: Record<AgentService, SandboxedAgent> | null;
 
   constructor(cfg: VmConfig, o: VmSessionFactoryOptions) {
     this.#cfg = cfg;
@@ -113,8 +116,8 @@ class WorkerVmSession implements VmSession {
       vmId: cfg.id,
       macs: cfg.networkAdapters.map((n) => n.macAddress.match(/../g)!.join(':')),
     });
-    this.#agent =
-      o.guestAgent === 'hyperv-daemons' ? new SandboxedKvpAgent(cfg.name, (m) => o.log(cfg.name, m)) : null;
+    this.#agents =
+      o.guestAgent === 'hyperv-daemons' ? sandboxedAgents(cfg.name, (m) => o.log(cfg.name, m)) : null;
     const memory = new GuestMemory(cfg.memoryStartupBytes);
     const refStartNs = process.hrtime.bigint();
     this.#referenceTime = () => (process.hrtime.bigint() - refStartNs) / 100n;
@@ -158,9 +161,18 @@ class WorkerVmSession implements VmSession {
         synicBuffer: sab,
         doorbell: doorbell.port2,
         refStartNs,
-        ...(this.#agent ? { kvpRoot: null, kvpBridgeSocket: this.#agent.socket } : {}),
-        fcopyBridgeSocket: o.daemonSockets?.(cfg.name).fcopy ?? null,
-        vssBridgeSocket: o.daemonSockets?.(cfg.name).vss ?? null,
+        // A bridge socket makes the guest run no daemon of ours for that service (worker.ts).
+        ...(this.#agents
+          ? {
+              kvpRoot: null,
+              kvpBridgeSocket: this.#agents.kvp.socket,
+              fcopyBridgeSocket: this.#agents.fcopy.socket,
+              vssBridgeSocket: this.#agents.vss.socket,
+            }
+          : {
+              fcopyBridgeSocket: o.daemonSockets?.(cfg.name).fcopy ?? null,
+              vssBridgeSocket: o.daemonSockets?.(cfg.name).vss ?? null,
+            }),
       },
       transferList: [doorbell.port2],
       resourceLimits: { maxOldGenerationSizeMb: o.guestHeapMb ?? 256 },
@@ -193,7 +205,7 @@ class WorkerVmSession implements VmSession {
       if (r.type === 'connected') {
         clearTimeout(timer);
         connected();
-        this.#agent?.start();
+        for (const a of Object.values(this.#agents ?? {})) a.start();
       } else if (r.type === 'devices') this.#devices = r.devices;
       else if (r.type === 'clock')
         this.#ics.get('Time Synchronization')?.device?.noteGuestOffset?.(r.offsetMs);
@@ -237,7 +249,7 @@ class WorkerVmSession implements VmSession {
   #teardown(): Promise<void> {
     for (const ic of this.#ics.values()) ic.device?.stop();
     this.kvp.stop();
-    this.#agent?.stop();
+    for (const a of Object.values(this.#agents ?? {})) a.stop();
     this.#synic.close();
     return this.storage.close();
   }

@@ -69,7 +69,8 @@ export const upCommand: CommandModule<object, Args> = {
       .option('guest-agent', {
         type: 'string',
         choices: ['hvis', 'hyperv-daemons'],
-        describe: "guest KVP daemon: ours (default) or Debian's real hv_kvp_daemon, sandboxed (needs root + hyperv-daemons)",
+        describe:
+          "guest daemons (KVP, file copy, VSS): ours (default) or Debian's hv_kvp_daemon, hv_fcopy_daemon and hv_vss_daemon, each sandboxed (VSS with a fake mount table, nothing frozen; needs root + hyperv-daemons)",
       })
       .check((a) => {
         if (
