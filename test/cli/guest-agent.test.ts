@@ -87,9 +87,9 @@ test("hvis up --guest-agent hyperv-daemons: Debian's KVP, fcopy and VSS daemons 
       'from the host through hv_fcopy_daemon\n',
     );
     // Outside the guest root everything is read-only in the sandbox: the machine's /tmp stays untouched.
-    const escape = await copy('/tmp/');
-    assert.equal(escape.code, 1, escape.stderr);
-    assert.match(escape.stderr, /Failed to copy the source file/);
+    const outside = await copy('/tmp/');
+    assert.equal(outside.code, 1, outside.stderr);
+    assert.match(outside.stderr, /Failed to copy the source file/);
     assert.ok(!existsSync(`/tmp/${name}`));
 
     // A production checkpoint freezes through the real hv_vss_daemon: the shim logs its ioctls, which
