@@ -5,6 +5,10 @@
  * with a fake mount table and fake FIFREEZE/FITHAW (HVSHIM_FAKE_FREEZE / --fake-freeze) on a tmpfs mounted
  * inside the sandbox: nothing of the machine can freeze. The shim's log shows the daemon froze and never
  * thawed; the emergency thaw then names exactly the frozen mount.
+ *
+ * Second case: the daemon is stopped (SIGSTOP) at the moment the driver hands it the FREEZE, then
+ * SIGKILLed: a FREEZE in flight, never answered. The host's FREEZE fails and the emergency thaw still runs
+ * (the daemon may have frozen before it died).
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -90,5 +94,93 @@ for (const kind of ['real', 'ours'] as const) {
     assert.equal(r.emergency, 1);
     // No daemon: the host learns the THAW failed instead of waiting on a frozen guest.
     assert.equal(r.thaw.status, HV_E_FAIL);
+  });
+}
+
+async function killWithFreezeInFlight(kind: 'real' | 'ours') {
+  const dir = `${scratch}/${kind}-inflight`;
+  const socket = `${scratch}/${kind}-inflight.sock`;
+  mkdirSync(`${dir}/state`, { recursive: true });
+  writeFileSync(`${dir}/state/fake-mounts`, `/dev/sdz1 ${MNT}/data ext4 rw,relatime 0 0\n`);
+  const emergency: number[] = [];
+  let pgid = 0;
+  let stoppedAtFreeze = false;
+  const stack = await uapiIcStack({
+    socket,
+    path: '/dev/vmbus/hv_vss',
+    host: (ch) => new VssHost(ch, { clock: systemClock, offer: hostVssOffer('WS2022') }),
+    guest: (ch, toDaemon) =>
+      new VssGuest(ch, {
+        clock: systemClock,
+        // Stop the daemon before the FREEZE reaches it: it can neither freeze nor answer.
+        toDaemon: (msg) => {
+          if (msg.length === 12 && msg[0] === VSS_OP_FREEZE && pgid) {
+            process.kill(-pgid, 'SIGSTOP');
+            stoppedAtFreeze = true;
+          }
+          return toDaemon(msg);
+        },
+        onOrphanedFreeze: () => emergency.push(Date.now()),
+      }),
+  });
+  const child = spawnSandboxedDaemon({
+    kind,
+    service: 'vss',
+    socket,
+    state: `${dir}/state`,
+    stderr: 'pipe',
+    prelude: `mkdir -p ${MNT}/data && mount -t tmpfs -o size=1m vssdata ${MNT}/data`,
+    env: { HVSHIM_MOUNTS: '/var/lib/fake-mounts', HVSHIM_FAKE_FREEZE: '1' },
+    args: ['--freeze', `${MNT}/data`, '--fake-freeze'],
+  });
+  pgid = child.pid!;
+  let log = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    log += c.toString();
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    await until(
+      () => stack.guest.daemonRegistered && stack.host.status.PrimaryStatusDescription === 'OK',
+      'the daemon to register',
+    );
+    const freezing = stack.host.request(VSS_OP_FREEZE);
+    await until(() => stoppedAtFreeze, 'the FREEZE to reach the daemon');
+    const beforeKill = emergency.length;
+    process.kill(-pgid, 'SIGKILL');
+    await exited;
+    const freeze = await freezing;
+    const ioctls = [...log.matchAll(/FAKE (FIFREEZE|FITHAW) (\S+)/g)].map((m) => `${m[1]} ${m[2]}`);
+    return {
+      freeze,
+      ioctls,
+      beforeKill,
+      emergency: emergency.length,
+      registered: stack.guest.daemonRegistered,
+    };
+  } finally {
+    await stack.close();
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+for (const kind of ['real', 'ours'] as const) {
+  test(`${kind === 'real' ? "Debian's hv_vss_daemon" : 'our hv_vss_daemon'} killed with a FREEZE in flight: the host's FREEZE fails, the guest kernel thaws`, async () => {
+    requirePeer('hv_vss_daemon', 'hyperv-daemons');
+    requirePeer('unshare', 'util-linux');
+    requirePeer('gcc', 'gcc');
+    const r = await killWithFreezeInFlight(kind);
+    // The daemon never got to freeze or answer ...
+    assert.deepEqual(r.ioctls, []);
+    // ... so the host's FREEZE fails (Linux vss_on_reset) instead of waiting out the 15-minute timeout,
+    assert.equal(r.freeze.status, HV_E_FAIL);
+    assert.equal(r.registered, false);
+    // and the kernel ran its emergency thaw once, after the kill (an unanswered FREEZE may have frozen).
+    assert.equal(r.beforeKill, 0);
+    assert.equal(r.emergency, 1);
   });
 }
