@@ -9,7 +9,10 @@
  * guest's VSS freeze/thaw; a Standard one would need a saved memory state (not built), so it is refused
  * with HV_ERR_UNSUPPORTED rather than producing a checkpoint that is not what its type promises (see
  * {@link checkpointVm} for the Production / ProductionOnly fallback rules).
- * The checkpoint tree is kept in `<home>/checkpoints/<vm id>.json` (written atomically).
+ * The checkpoint tree is part of the VM configuration (`checkpoints`), written atomically together with the
+ * drive paths it changes, so a crash leaves both old or both new. A tree left in the old side file
+ * `<home>/checkpoints/<vm id>.json` is read until the next checkpoint change moves it into the
+ * configuration and removes the file.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -17,28 +20,18 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { createDisk, openDisk } from '../disk/open.ts';
 import { mergeDisk } from '../disk/ops/merge.ts';
 import { HvError } from '../protocol/errors.ts';
-import { writeFileAtomic } from './atomic-file.ts';
 import type { Vm } from './vm.ts';
-import type { HardDriveConfig, VmConfig } from './vm-config.ts';
+import {
+  type CheckpointConfig,
+  type CheckpointTreeConfig,
+  type CheckpointType,
+  type HardDriveConfig,
+  parseVmConfig,
+  type VmConfig,
+} from './vm-config.ts';
 import type { VmStorage } from './storage.ts';
 
-export type SnapshotType = 'Production' | 'ProductionOnly' | 'Standard';
-
-interface CheckpointRecord {
-  id: string;
-  name: string;
-  type: SnapshotType;
-  creationTime: string;
-  parentId: string | null;
-  /** The frozen image of each drive at this checkpoint. */
-  drives: { controllerNumber: number; controllerLocation: number; path: string }[];
-}
-
-interface CheckpointFile {
-  schema: 1;
-  current: string | null;
-  checkpoints: CheckpointRecord[];
-}
+export type SnapshotType = CheckpointType;
 
 /** One Get-VMSnapshot object (its property names; `HardDrives` is ours). */
 export interface VmSnapshotView {
@@ -53,26 +46,39 @@ export interface VmSnapshotView {
   HardDrives: { ControllerNumber: number; ControllerLocation: number; Path: string }[];
 }
 
-function storePath(home: string, vm: Vm): string {
-  return join(home, 'checkpoints', `${vm.config.id}.json`);
+/** Where hvis kept the tree before it moved into the VM configuration (`{schema: 1, current, checkpoints}`). */
+function legacyFile(home: string, cfg: VmConfig): string {
+  return join(home, 'checkpoints', `${cfg.id}.json`);
 }
 
-function load(home: string, vm: Vm): CheckpointFile {
-  const p = storePath(home, vm);
-  if (!existsSync(p)) return { schema: 1, current: null, checkpoints: [] };
+/**
+ * The VM's checkpoint tree, a copy the caller may change: from the configuration, else from the old side
+ * file (validated as the configuration field is), else empty.
+ * @throws HvError HV_ERR_CORRUPT for a damaged side file.
+ */
+function load(home: string, cfg: VmConfig): CheckpointTreeConfig {
+  if (cfg.checkpoints) return structuredClone(cfg.checkpoints);
+  const p = legacyFile(home, cfg);
+  if (!existsSync(p)) return { current: null, list: [] };
+  let old: { schema?: unknown; current?: unknown; checkpoints?: unknown };
   try {
-    const f = JSON.parse(readFileSync(p, 'utf8')) as CheckpointFile;
-    if (f.schema !== 1 || !Array.isArray(f.checkpoints)) throw new Error('bad schema');
-    return f;
+    old = JSON.parse(readFileSync(p, 'utf8')) as typeof old;
   } catch (e) {
     throw new HvError('HV_ERR_CORRUPT', `${p}: checkpoint list is damaged (${(e as Error).message})`);
   }
+  if (typeof old !== 'object' || old === null || old.schema !== 1)
+    throw new HvError('HV_ERR_CORRUPT', `${p}: checkpoint list is damaged (schema must be 1)`);
+  const tree = { current: old.current, list: old.checkpoints };
+  return parseVmConfig({ ...cfg, checkpoints: tree }, p).checkpoints!;
 }
 
-async function save(home: string, vm: Vm, f: CheckpointFile): Promise<void> {
-  const { mkdir } = await import('node:fs/promises');
-  await mkdir(join(home, 'checkpoints'), { recursive: true });
-  await writeFileAtomic(storePath(home, vm), `${JSON.stringify(f, null, 2)}\n`);
+/** `cfg` with `tree` in it; once that is saved the old side file is stale ({@link dropLegacy}). */
+function withTree(cfg: VmConfig, tree: CheckpointTreeConfig): VmConfig {
+  return { ...cfg, checkpoints: tree };
+}
+
+function dropLegacy(home: string, vm: Vm): void {
+  rmSync(legacyFile(home, vm.config), { force: true });
 }
 
 function requireOff(vm: Vm, what: string): void {
@@ -100,9 +106,9 @@ async function newChild(parent: string, id: string): Promise<string> {
   return child;
 }
 
-function views(vm: Vm, f: CheckpointFile): VmSnapshotView[] {
-  const byId = new Map(f.checkpoints.map((c) => [c.id, c]));
-  return f.checkpoints.map((c) => ({
+function views(vm: Vm, f: CheckpointTreeConfig): VmSnapshotView[] {
+  const byId = new Map(f.list.map((c) => [c.id, c]));
+  return f.list.map((c) => ({
     VMName: vm.name,
     Name: c.name,
     Id: c.id,
@@ -120,11 +126,11 @@ function views(vm: Vm, f: CheckpointFile): VmSnapshotView[] {
 }
 
 export function getVmSnapshots(home: string, vm: Vm): VmSnapshotView[] {
-  return views(vm, load(home, vm));
+  return views(vm, load(home, vm.config));
 }
 
-function find(vm: Vm, f: CheckpointFile, name: string): CheckpointRecord {
-  const c = f.checkpoints.find((x) => x.name === name || x.id === name);
+function find(vm: Vm, f: CheckpointTreeConfig, name: string): CheckpointConfig {
+  const c = f.list.find((x) => x.name === name || x.id === name);
   if (!c) throw new HvError('HV_ERR_NOT_FOUND', `VM '${vm.name}' has no checkpoint named '${name}'`);
   return c;
 }
@@ -182,21 +188,13 @@ export async function checkpointVm(
   vm: Vm,
   o: { name?: string; type?: SnapshotType; quiesce?: GuestQuiesce },
 ): Promise<VmSnapshotView> {
-  const f = load(home, vm);
   const id = randomUUID();
   const type = o.type ?? 'Production';
   const name = o.name ?? `${vm.name} - (${new Date().toISOString().replace('T', ' ').slice(0, 19)})`;
-  if (f.checkpoints.some((c) => c.name === name))
-    throw new HvError('HV_ERR_ALREADY_EXISTS', `VM '${vm.name}' already has a checkpoint named '${name}'`);
-  const rec: CheckpointRecord = {
-    id,
-    name,
-    type,
-    creationTime: new Date().toISOString(),
-    parentId: f.current,
-    drives: [],
-  };
-  await vm.updateConfig(async (cfg, session) => {
+  const cfg = await vm.updateConfig(async (cfg, session) => {
+    const f = load(home, cfg);
+    if (f.list.some((c) => c.name === name))
+      throw new HvError('HV_ERR_ALREADY_EXISTS', `VM '${vm.name}' already has a checkpoint named '${name}'`);
     const live = session?.storage;
     const quiesce = live ? (o.quiesce ?? vmQuiesce(vm)) : null;
     for (const d of live ? cfg.hardDrives : [])
@@ -219,17 +217,23 @@ export async function checkpointVm(
     } finally {
       if (quiesce) await quiesce.thaw();
     }
-    rec.drives = moved.map(({ d }) => ({
-      controllerNumber: d.controllerNumber,
-      controllerLocation: d.controllerLocation,
-      path: d.path,
-    }));
-    return { ...cfg, hardDrives: moved.map(({ d, child }) => ({ ...d, path: child })) };
+    f.list.push({
+      id,
+      name,
+      type,
+      creationTime: new Date().toISOString(),
+      parentId: f.current,
+      drives: moved.map(({ d }) => ({
+        controllerNumber: d.controllerNumber,
+        controllerLocation: d.controllerLocation,
+        path: d.path,
+      })),
+    });
+    f.current = id;
+    return withTree({ ...cfg, hardDrives: moved.map(({ d, child }) => ({ ...d, path: child })) }, f);
   });
-  f.checkpoints.push(rec);
-  f.current = id;
-  await save(home, vm, f);
-  return views(vm, f).find((v) => v.Id === id)!;
+  dropLegacy(home, vm);
+  return views(vm, cfg.checkpoints!).find((v) => v.Id === id)!;
 }
 
 /**
@@ -253,9 +257,9 @@ async function rollBack(
 }
 
 /** Every image path a checkpoint or the VM itself still uses. */
-function referenced(f: CheckpointFile, cfg: VmConfig): Set<string> {
+function referenced(f: CheckpointTreeConfig, cfg: VmConfig): Set<string> {
   const s = new Set<string>();
-  for (const c of f.checkpoints) for (const d of c.drives) s.add(resolve(d.path));
+  for (const c of f.list) for (const d of c.drives) s.add(resolve(d.path));
   for (const d of cfg.hardDrives) s.add(resolve(d.path));
   return s;
 }
@@ -263,10 +267,11 @@ function referenced(f: CheckpointFile, cfg: VmConfig): Set<string> {
 /** Restore-VMSnapshot: the VM continues from the checkpoint; its current state is discarded. */
 export async function restoreVmSnapshot(home: string, vm: Vm, name: string): Promise<VmSnapshotView> {
   requireOff(vm, 'restore a checkpoint');
-  const f = load(home, vm);
-  const c = find(vm, f, name);
   const discarded = vm.config.hardDrives.map((d) => d.path);
   const cfg = await vm.updateConfig(async (cur) => {
+    const f = load(home, cur);
+    const c = find(vm, f, name);
+    f.current = c.id;
     const drives = [];
     for (const d of c.drives) {
       const base = cur.hardDrives.find(
@@ -275,13 +280,13 @@ export async function restoreVmSnapshot(home: string, vm: Vm, name: string): Pro
       if (!base) continue;
       drives.push({ ...base, path: await newChild(d.path, randomUUID()) });
     }
-    return { ...cur, hardDrives: drives };
+    return withTree({ ...cur, hardDrives: drives }, f);
   });
-  f.current = c.id;
-  await save(home, vm, f);
+  dropLegacy(home, vm);
+  const f = cfg.checkpoints!;
   const keep = referenced(f, cfg);
   for (const p of discarded) if (!keep.has(resolve(p))) rmSync(p, { force: true });
-  return views(vm, f).find((v) => v.Id === c.id)!;
+  return views(vm, f).find((v) => v.Id === f.current)!;
 }
 
 /**
@@ -295,7 +300,7 @@ export async function restoreVmSnapshot(home: string, vm: Vm, name: string): Pro
  */
 export async function removeVmSnapshot(home: string, vm: Vm, name: string): Promise<void> {
   requireOff(vm, 'remove a checkpoint');
-  const f = load(home, vm);
+  const f = load(home, vm.config);
   const c = find(vm, f, name);
   const parentOf = new Map<string, string | null>();
   for (const u of referenced(f, vm.config)) {
@@ -307,7 +312,7 @@ export async function removeVmSnapshot(home: string, vm: Vm, name: string): Prom
   }
   const current = new Set(vm.config.hardDrives.map((h) => resolve(h.path)));
   const stillFrozen = new Set(
-    f.checkpoints.filter((x) => x !== c).flatMap((x) => x.drives.map((d) => resolve(d.path))),
+    f.list.filter((x) => x !== c).flatMap((x) => x.drives.map((d) => resolve(d.path))),
   );
   const merges: { child: string; frozen: string; path: string }[] = [];
   for (const d of c.drives) {
@@ -320,7 +325,7 @@ export async function removeVmSnapshot(home: string, vm: Vm, name: string): Prom
       continue;
     }
     if (children.length === 0) continue;
-    const later = f.checkpoints
+    const later = f.list
       .filter((x) => x.drives.some((y) => children.includes(resolve(y.path))))
       .map((x) => `'${x.name}'`);
     throw new HvError(
@@ -328,15 +333,19 @@ export async function removeVmSnapshot(home: string, vm: Vm, name: string): Prom
       `cannot remove checkpoint '${c.name}' of VM '${vm.name}': ${later.length ? `checkpoint(s) ${later.join(', ')} build on its disk ${d.path}` : `${children.length} images build on its disk ${d.path}`}, and merging it would need them re-parented, which hvis cannot do yet; remove the later checkpoints first`,
     );
   }
-  for (const { child, frozen, path } of merges) {
-    await mergeDisk(child, frozen);
-    await vm.updateConfig(async (cfg) => ({
-      ...cfg,
-      hardDrives: cfg.hardDrives.map((h) => (resolve(h.path) === child ? { ...h, path } : h)),
-    }));
-  }
-  for (const o of f.checkpoints) if (o.parentId === c.id) o.parentId = c.parentId;
-  if (f.current === c.id) f.current = c.parentId;
-  f.checkpoints = f.checkpoints.filter((x) => x !== c);
-  await save(home, vm, f);
+  for (const { child, frozen } of merges) await mergeDisk(child, frozen);
+  // The merged children are gone: the drives and the tree change in one configuration write.
+  await vm.updateConfig(async (cfg) => {
+    const t = load(home, cfg);
+    for (const o of t.list) if (o.parentId === c.id) o.parentId = c.parentId;
+    if (t.current === c.id) t.current = c.parentId;
+    t.list = t.list.filter((x) => x.id !== c.id);
+    const merged = new Map(merges.map((m) => [m.child, m.path]));
+    const hardDrives = cfg.hardDrives.map((h) => {
+      const path = merged.get(resolve(h.path));
+      return path === undefined ? h : { ...h, path };
+    });
+    return withTree({ ...cfg, hardDrives }, t);
+  });
+  dropLegacy(home, vm);
 }

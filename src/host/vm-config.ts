@@ -39,6 +39,37 @@ export interface FibreChannelAdapterConfig {
   wwpnB: string;
 }
 
+/** A checkpoint's frozen image of one drive (the drive's path when the checkpoint was taken). */
+export interface CheckpointDriveConfig {
+  controllerNumber: number;
+  controllerLocation: number;
+  /** Absolute path of the frozen image; the VM continued in a differencing child of it. */
+  path: string;
+}
+
+/** Checkpoint types, as Set-VM -CheckpointType / Checkpoint-VM -SnapshotType name them. */
+export type CheckpointType = 'Production' | 'ProductionOnly' | 'Standard';
+
+/** One checkpoint (Checkpoint-VM), a node of the VM's checkpoint tree. */
+export interface CheckpointConfig {
+  /** A random GUID (Get-VMSnapshot `Id`). */
+  id: string;
+  name: string;
+  type: CheckpointType;
+  /** ISO 8601. */
+  creationTime: string;
+  /** The checkpoint this one was taken on top of (null: the first). */
+  parentId: string | null;
+  drives: CheckpointDriveConfig[];
+}
+
+/** The VM's checkpoint tree: every checkpoint, and the one the VM's current state continues from. */
+export interface CheckpointTreeConfig {
+  /** Id of a checkpoint in `list`, or null when the VM continues from none. */
+  current: string | null;
+  list: CheckpointConfig[];
+}
+
 export interface VmConfig {
   schema: typeof VM_CONFIG_SCHEMA;
   name: string;
@@ -56,6 +87,8 @@ export interface VmConfig {
   creationTime: string;
   /** Virtual Fibre Channel adapters, in offer order (absent: none). */
   fibreChannelAdapters?: FibreChannelAdapterConfig[];
+  /** Checkpoints (absent: none, or still in the pre-configuration side file; see host/checkpoints.ts). */
+  checkpoints?: CheckpointTreeConfig;
 }
 
 /** 127 GiB: Hyper-V Manager's New Virtual Machine wizard default for a new virtual hard disk ("127 GB"). */
@@ -170,6 +203,65 @@ export function parseVmConfig(doc: unknown, where: string): VmConfig {
       : bad(p + k, `an integer from ${min} to ${max}`);
   };
   const arr = (o: Obj, k: string): unknown[] => (Array.isArray(o[k]) ? o[k] : bad(k, 'an array'));
+  const guid = (o: Obj, k: string, p: string): string => {
+    const v = str(o, k, p);
+    try {
+      Guid.parse(v);
+    } catch {
+      bad(p + k, 'a GUID');
+    }
+    return v;
+  };
+  const parseCheckpoints = (c: Obj): CheckpointTreeConfig => {
+    const items = Array.isArray(c.list) ? c.list : bad('checkpoints.list', 'an array');
+    const list = items.map((x, i): CheckpointConfig => {
+      const p = `checkpoints.list[${i}].`;
+      const o = obj(x, p);
+      const type = str(o, 'type', p);
+      if (type !== 'Production' && type !== 'ProductionOnly' && type !== 'Standard')
+        bad(`${p}type`, "'Production', 'ProductionOnly' or 'Standard'");
+      const drives = Array.isArray(o.drives) ? o.drives : bad(`${p}drives`, 'an array');
+      return {
+        id: guid(o, 'id', p),
+        name: str(o, 'name', p),
+        type: type as CheckpointType,
+        creationTime: str(o, 'creationTime', p),
+        parentId: o.parentId === null ? null : guid(o, 'parentId', p),
+        drives: drives.map((y, j) => {
+          const q = `${p}drives[${j}].`;
+          const d = obj(y, q);
+          return {
+            controllerNumber: int(d, 'controllerNumber', q, 0, 3),
+            controllerLocation: int(d, 'controllerLocation', q, 0, 63),
+            path: str(d, 'path', q),
+          };
+        }),
+      };
+    });
+    const ids = new Set<string>();
+    const names = new Set<string>();
+    list.forEach((x, i) => {
+      if (ids.has(x.id)) bad(`checkpoints.list[${i}].id`, 'unique among the checkpoints');
+      if (names.has(x.name)) bad(`checkpoints.list[${i}].name`, 'unique among the checkpoints');
+      ids.add(x.id);
+      names.add(x.name);
+    });
+    const parentOf = new Map(list.map((x) => [x.id, x.parentId]));
+    list.forEach((x, i) => {
+      if (x.parentId !== null && !ids.has(x.parentId))
+        bad(`checkpoints.list[${i}].parentId`, 'null or the id of another listed checkpoint');
+      // A tree: following parents from any checkpoint reaches null within list.length steps.
+      let at: string | null | undefined = x.parentId;
+      for (let n = 0; at != null; n++) {
+        if (n >= list.length || at === x.id) bad(`checkpoints.list[${i}].parentId`, 'not part of a cycle');
+        at = parentOf.get(at);
+      }
+    });
+    const current = c.current === null ? null : guid(c, 'current', 'checkpoints.');
+    if (current !== null && !ids.has(current))
+      bad('checkpoints.current', 'null or the id of a listed checkpoint');
+    return { current, list };
+  };
   const root = obj(doc, '(root)');
   if (root.schema !== VM_CONFIG_SCHEMA) bad('schema', `${VM_CONFIG_SCHEMA}`);
   const name = str(root, 'name', '');
@@ -234,8 +326,11 @@ export function parseVmConfig(doc: unknown, where: string): VmConfig {
           };
         });
   if (fc && fc.length > 4) bad('fibreChannelAdapters', 'at most 4 adapters');
+  const checkpoints =
+    root.checkpoints === undefined ? undefined : parseCheckpoints(obj(root.checkpoints, 'checkpoints'));
   return {
     ...(fc ? { fibreChannelAdapters: fc } : {}),
+    ...(checkpoints ? { checkpoints } : {}),
     schema: VM_CONFIG_SCHEMA,
     name,
     id,
