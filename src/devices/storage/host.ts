@@ -387,8 +387,10 @@ class StorvspChannel implements ChannelHandler {
         finish(srbError(vs.SRB_STATUS_INVALID_REQUEST));
         return;
       }
+      // A bounds check per page, not a view per page (decoded PFNs are non-negative integers).
+      const pages = this.#memory.pageCount;
       for (const pfn of range.pfns) {
-        if (this.#memory.pageView(pfn, 1) === null)
+        if (pfn >= pages)
           throw new ProtocolError(`PFN ${pfn} is outside guest memory`, {
             channel: this.#ch.relid,
             structure: 'gpa_range',
