@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connectUapi } from '../../src/bridges/uapi/client.ts';
+import type { UapiFile } from '../../src/bridges/uapi/file.ts';
 import { openDisk } from '../../src/disk/open.ts';
 import { serveVss, VssDaemon } from '../../src/guest/daemons/vss/daemon.ts';
 import { checkpointVm, getVmSnapshots, restoreVmSnapshot } from '../../src/host/checkpoints.ts';
@@ -46,7 +47,12 @@ const until = async (what: string, ok: () => boolean, ms = 10_000) => {
   }
 };
 
-/** Our daemon on the VM's /dev/vmbus/hv_vss; `seen` is what it did, in order. */
+/**
+ * Our daemon on the VM's /dev/vmbus/hv_vss; `seen` is what it did, in order. Resolves once the guest's
+ * hv_vss driver has answered the daemon's REGISTER1: until then the driver fails HOT_BACKUP/FREEZE with
+ * HV_E_FAIL at once (no daemon registered, as Linux), and the host's VSS channel being connected says
+ * nothing about it (the registration crosses the uapi socket and the guest worker on its own time).
+ */
 async function attachVssDaemon(vm: Vm, onFreeze: (frozen: boolean) => void): Promise<string[]> {
   const seen: string[] = [];
   const daemon = new VssDaemon({
@@ -59,7 +65,22 @@ async function attachVssDaemon(vm: Vm, onFreeze: (frozen: boolean) => void): Pro
   });
   const sock = join(home, `${vm.name}-vss.sock`);
   await until('the VSS bridge socket', () => existsSync(sock));
-  void serveVss(await connectUapi(sock, '/dev/vmbus/hv_vss'), daemon);
+  const file = await connectUapi(sock, '/dev/vmbus/hv_vss');
+  let registered!: () => void;
+  const answered = new Promise<void>((r) => {
+    registered = r;
+  });
+  // The daemon's first read is the driver's answer to its REGISTER1.
+  const watched: UapiFile = {
+    read: () => file.read().finally(registered),
+    write: (m) => file.write(m),
+    close: () => file.close(),
+    get closed() {
+      return file.closed;
+    },
+  };
+  void serveVss(watched, daemon);
+  await answered;
   await until('VSS to connect', () => vm.session?.vssDevice?.() != null);
   return seen;
 }
