@@ -1,6 +1,6 @@
 /**
  * The whole KVP path without a VM around it, for tests and bench/kvp: host KvpHost ⇄ (in-memory channel,
- * asynchronous delivery) ⇄ guest KvpGuest driver ⇄ /dev/vmbus/hv_kvp device node ⇄ uapi socket bridge, where
+ * asynchronous delivery in a microtask) ⇄ guest KvpGuest driver ⇄ /dev/vmbus/hv_kvp device node ⇄ uapi socket bridge, where
  * a daemon (ours or Debian's through hvshim) attaches.
  */
 import { UapiSocketBridge } from '../../../src/bridges/uapi/server.ts';
@@ -24,7 +24,9 @@ class AsyncEnd implements ChannelIo {
   send(type: number, flags: number, transId: number, payload: Uint8Array): boolean {
     if (this.closed) throw new HvError('HV_ERR_CHANNEL_CLOSED', 'closed');
     const copy = payload.slice();
-    setImmediate(() => {
+    // A microtask, not a macrotask: delivery stays asynchronous (no re-entry into the sender) without an
+    // event-loop turn per packet, which the in-process bench would otherwise measure.
+    queueMicrotask(() => {
       if (this.closed || !this.peer) return;
       try {
         this.peer.onPacket({ type, flags, transId, payload: copy, extHeader: new Uint8Array(0) });
