@@ -85,7 +85,6 @@ export class FcopyGuest implements ChannelHandler {
   #closed = false;
   /** Replies the ring had no room for, sent in order from onWritable. */
   readonly #unsent: Request[] = [];
-  #retryArmed = false;
   /** Set while `onPacket` hands the packet to IcGuest, so the request handler can copy it. */
   #incoming: IncomingPacket | null = null;
 
@@ -158,22 +157,10 @@ export class FcopyGuest implements ChannelHandler {
   onWritable(): void {
     while (this.#unsent.length && !this.#closed) {
       const r = this.#unsent[0]!;
-      if (!this.#ch.send(VM_PKT_DATA_INBAND, 0, r.transId, r.bytes.subarray(0, r.len))) {
-        this.#armRetry();
-        return;
-      }
+      // Refused: the channel calls onWritable again once this packet fits (pending_send_sz).
+      if (!this.#ch.send(VM_PKT_DATA_INBAND, 0, r.transId, r.bytes.subarray(0, r.len))) return;
       this.#unsent.shift();
     }
-  }
-
-  /** Also retries on a short timer, in case the host frees room without a signal. */
-  #armRetry(): void {
-    if (this.#retryArmed) return;
-    this.#retryArmed = true;
-    this.#clock.setTimer(1, () => {
-      this.#retryArmed = false;
-      this.onWritable();
-    });
   }
 
   onClose(reason?: Error): void {
@@ -273,7 +260,6 @@ export class FcopyGuest implements ChannelHandler {
     // keep the reply and send it when room appears, in order, instead of losing it.
     if (this.#unsent.length || !this.#ch.send(VM_PKT_DATA_INBAND, 0, transId, bytes.subarray(0, len))) {
       this.#unsent.push({ bytes: bytes.slice(0, len), len, transId });
-      this.#armRetry();
     }
   }
 }
