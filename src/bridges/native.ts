@@ -1,7 +1,9 @@
 /**
  * Builds the project's small C helpers on first use with gcc (Debian package `gcc`): `hvshim` (the
- * LD_PRELOAD library that attaches real Hyper-V daemons to our guest kernel) and `hvlock` (fcntl record
- * locks for Node). Output goes to `dist/native/`, rebuilt when the source is newer.
+ * LD_PRELOAD library that attaches real Hyper-V daemons to our guest kernel) and `hvlock` (a fcntl
+ * record-lock helper process; the KVP daemon now locks in-process, guest/daemons/kvp/fcntl-lock.ts, and
+ * only bridges/uapi/sandbox.ts still builds it, to be removed with that call). Output goes to
+ * `dist/native/`, rebuilt when the source is newer.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync, statSync } from 'node:fs';
