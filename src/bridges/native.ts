@@ -1,9 +1,7 @@
 /**
- * Builds the project's small C helpers on first use with gcc (Debian package `gcc`): `hvshim` (the
- * LD_PRELOAD library that attaches real Hyper-V daemons to our guest kernel) and `hvlock` (a fcntl
- * record-lock helper process; the KVP daemon now locks in-process, guest/daemons/kvp/fcntl-lock.ts, and
- * only bridges/uapi/sandbox.ts still builds it, to be removed with that call). Output goes to
- * `dist/native/`, rebuilt when the source is newer.
+ * Builds the project's C helper on first use with gcc (Debian package `gcc`): `hvshim`, the LD_PRELOAD
+ * library that attaches real Hyper-V daemons to our guest kernel. Output goes to `dist/native/`, rebuilt
+ * when the source is newer.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync, statSync } from 'node:fs';
@@ -12,16 +10,16 @@ import { HvError } from '../protocol/errors.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-export type NativeTool = 'hvshim' | 'hvlock';
+export type NativeTool = 'hvshim';
 
 /**
- * Path of the built helper (`dist/native/hvshim.so`, `dist/native/hvlock`), compiling it when needed.
+ * Path of the built helper (`dist/native/hvshim.so`), compiling it when needed.
  * @throws HvError `HV_ERR_UNSUPPORTED` when gcc is missing or the build fails.
  */
 export function nativeTool(tool: NativeTool): string {
   const src = `${ROOT}native/${tool}/${tool}.c`;
   const outDir = `${ROOT}dist/native`;
-  const out = `${outDir}/${tool === 'hvshim' ? 'hvshim.so' : 'hvlock'}`;
+  const out = `${outDir}/${tool}.so`;
   try {
     if (statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
   } catch {
@@ -29,10 +27,7 @@ export function nativeTool(tool: NativeTool): string {
   }
   mkdirSync(outDir, { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
-  const args =
-    tool === 'hvshim'
-      ? ['-O2', '-Wall', '-fPIC', '-shared', '-o', tmp, src, '-ldl']
-      : ['-O2', '-Wall', '-o', tmp, src];
+  const args = ['-O2', '-Wall', '-fPIC', '-shared', '-o', tmp, src, '-ldl'];
   try {
     execFileSync('gcc', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {

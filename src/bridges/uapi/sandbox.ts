@@ -60,7 +60,6 @@ export function spawnSandboxedDaemon(o: SandboxOptions): ChildProcess {
   if (o.scripts) env.SANDBOX_SCRIPTS = o.scripts;
   if (o.deviceId) env.SANDBOX_DEVICE_ID = o.deviceId;
   if (o.kind === 'real') env.LD_PRELOAD = nativeTool('hvshim');
-  else nativeTool('hvlock'); // build before entering the sandbox
   return spawn(
     'unshare',
     ['-m', '-n', '-u', '--fork', '--kill-child', `${ROOT}scripts/sandbox-run.sh`, ...cmd],

@@ -16,30 +16,36 @@ export const FIFREEZE = 0xc0045877;
 /** `_IOWR('X', 120, int)` = 0xC0045878. */
 export const FITHAW = 0xc0045878;
 
-interface Libc {
-  linkat(olddirfd: number, oldpath: string, newdirfd: number, newpath: string, flags: number): number;
-  ioctl(fd: number, req: number, arg: number): number;
+interface Koffi {
+  load(path: string): { func(signature: string): unknown };
   errno(): number;
 }
 
-let libc: Libc | null = null;
+let koffi: Koffi | null = null;
+let lib: { func(signature: string): unknown } | null = null;
 
-function load(): Libc {
-  if (libc) return libc;
-  const koffi = createRequire(import.meta.url)('koffi') as {
-    load(p: string): { func(sig: string): (...a: unknown[]) => number };
-    errno(): number;
-  };
-  const lib = koffi.load('libc.so.6');
-  const linkat = lib.func('int linkat(int, const char *, int, const char *, int)');
-  const ioctl = lib.func('int ioctl(int, unsigned long, int)');
-  libc = {
-    linkat: (a, b, c, d, e) => linkat(a, b, c, d, e),
-    ioctl: (fd, req, arg) => ioctl(fd, req, arg),
-    errno: () => koffi.errno(),
-  };
-  return libc;
+/**
+ * The libc.so.6 function with the C `signature` (koffi syntax), as koffi binds it; libc is loaded on the
+ * first call. The one koffi loader of the daemons (also used by kvp/fcntl-lock.ts).
+ */
+export function libcFunction<F>(signature: string): F {
+  if (!lib) {
+    koffi = createRequire(import.meta.url)('koffi') as Koffi;
+    lib = koffi.load('libc.so.6');
+  }
+  return lib.func(signature) as F;
 }
+
+/** The calling thread's errno after the last libc call made through {@link libcFunction}. */
+export function libcErrno(): number {
+  return koffi ? koffi.errno() : 0;
+}
+
+type Linkat = (olddirfd: number, oldpath: string, newdirfd: number, newpath: string, flags: number) => number;
+type Ioctl = (fd: number, req: number, arg: number) => number;
+
+let linkat: Linkat | null = null;
+let ioctl: Ioctl | null = null;
 
 /** Raised with the C errno name when a call fails. */
 export class ErrnoError extends Error {
@@ -62,9 +68,9 @@ export const EOPNOTSUPP = 95;
  * @throws ErrnoError (EEXIST when `path` exists).
  */
 export function linkFd(fd: number, path: string): void {
-  const c = load();
-  if (c.linkat(AT_FDCWD, `/proc/self/fd/${fd}`, AT_FDCWD, path, AT_SYMLINK_FOLLOW) !== 0) {
-    throw new ErrnoError('linkat', c.errno());
+  linkat ??= libcFunction<Linkat>('int linkat(int, const char *, int, const char *, int)');
+  if (linkat(AT_FDCWD, `/proc/self/fd/${fd}`, AT_FDCWD, path, AT_SYMLINK_FOLLOW) !== 0) {
+    throw new ErrnoError('linkat', libcErrno());
   }
 }
 
@@ -73,8 +79,8 @@ export function linkFd(fd: number, path: string): void {
  * @throws ErrnoError (EBUSY: already frozen; EINVAL on thaw: not frozen; EOPNOTSUPP: fs cannot freeze).
  */
 export function freezeIoctl(fd: number, op: 'freeze' | 'thaw'): void {
-  const c = load();
-  if (c.ioctl(fd, op === 'freeze' ? FIFREEZE : FITHAW, 0) !== 0) {
-    throw new ErrnoError(op === 'freeze' ? 'FIFREEZE' : 'FITHAW', c.errno());
+  ioctl ??= libcFunction<Ioctl>('int ioctl(int, unsigned long, int)');
+  if (ioctl(fd, op === 'freeze' ? FIFREEZE : FITHAW, 0) !== 0) {
+    throw new ErrnoError(op === 'freeze' ? 'FIFREEZE' : 'FITHAW', libcErrno());
   }
 }

@@ -8,7 +8,7 @@
  * fixed `void *` third parameter (the x86-64 and AArch64 Linux ABIs pass it alike) because koffi cannot run
  * variadic functions on its worker threads. Loaded lazily.
  */
-import { createRequire } from 'node:module';
+import { libcErrno, libcFunction } from '../libc.ts';
 
 export const F_OFD_SETLK = 37;
 export const F_OFD_SETLKW = 38;
@@ -27,16 +27,9 @@ interface Fcntl {
 }
 
 let fcntl: Fcntl | null = null;
-let errno: () => number = () => 0;
 
 function load(): Fcntl {
-  if (fcntl) return fcntl;
-  const koffi = createRequire(import.meta.url)('koffi') as {
-    load(p: string): { func(sig: string): Fcntl };
-    errno(): number;
-  };
-  fcntl = koffi.load('libc.so.6').func('int fcntl(int fd, int cmd, void *fl)');
-  errno = () => koffi.errno();
+  fcntl ??= libcFunction<Fcntl>('int fcntl(int fd, int cmd, void *fl)');
   return fcntl;
 }
 
@@ -76,7 +69,7 @@ export function fcntlLock(fd: number, op: 'try-lock' | 'lock-wait' | 'unlock'): 
         ? f(fd, F_OFD_SETLK, UNLCK)
         : f(fd, op === 'try-lock' ? F_OFD_SETLK : F_OFD_SETLKW, WRLCK);
     if (r === 0) return true;
-    const e = errno();
+    const e = libcErrno();
     if (e === EINTR) continue;
     if (op === 'try-lock' && e === EAGAIN) return false;
     throw new FcntlError(op, e);
