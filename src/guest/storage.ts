@@ -6,12 +6,30 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { NbdServer } from '../bridges/nbd/server.ts';
+import { type NbdExport, NbdServer } from '../bridges/nbd/server.ts';
 import { type GuestDisk, StorvscController } from '../devices/storage/guest.ts';
 import { STORVSC_RING_BYTES } from '../protocol/vstor/constants.ts';
 import { HV_SCSI_GUID, HV_SYNTHFC_GUID } from '../protocol/vmbus/device-guids.ts';
 import type { VmbusClient } from '../vmbus/client.ts';
 import type { GuestMemory } from '../vmbus/memory.ts';
+
+/** A guest disk as an NBD export named `name` (its size follows online resizes). */
+export function guestDiskExport(name: string, d: GuestDisk): NbdExport {
+  return {
+    name,
+    description: `${d.vendor} ${d.product} LUN ${d.lun}`,
+    get size() {
+      return d.size;
+    },
+    get blockSize() {
+      return d.blockSize;
+    },
+    read: (b, o) => d.read(b, o),
+    write: (b, o) => d.write(b, o),
+    flush: () => d.flush(),
+    trim: (o, l) => d.trim(o, l),
+  };
+}
 
 /** One disk as the guest sees it (what the `disks` report carries). */
 export interface GuestDiskReport {
@@ -92,22 +110,7 @@ export class GuestStorage {
     const found = this.disks().find((d) => d.controller === c.controller && d.disk.lun === c.lun);
     if (!found || this.#exports.has(c.socket)) return;
     const d = found.disk;
-    const server = new NbdServer([
-      {
-        name: `lun${d.lun}`,
-        description: `${d.vendor} ${d.product} LUN ${d.lun}`,
-        get size() {
-          return d.size;
-        },
-        get blockSize() {
-          return d.blockSize;
-        },
-        read: (b, o) => d.read(b, o),
-        write: (b, o) => d.write(b, o),
-        flush: () => d.flush(),
-        trim: (o, l) => d.trim(o, l),
-      },
-    ]);
+    const server = new NbdServer([guestDiskExport(`lun${d.lun}`, d)]);
     this.#exports.set(c.socket, server);
     mkdirSync(dirname(c.socket), { recursive: true, mode: 0o700 });
     server.listen({ path: c.socket }).catch(() => this.#exports.delete(c.socket as string));

@@ -190,27 +190,11 @@ export class VmStorage {
     controllerLocation: number,
     childPath: string,
   ): Promise<void> {
-    const a = this.#find(controllerNumber, controllerLocation);
-    if (!a)
-      throw new HvError('HV_ERR_NOT_FOUND', `no disk at SCSI ${controllerNumber}:${controllerLocation}`);
-    let failure: unknown = null;
-    await this.#controller(controllerNumber).swap(controllerLocation, async (old) => {
-      await old.flush();
-      const format = old.format;
-      await old.close();
-      try {
-        await (
-          await createDisk(childPath, { type: 'differencing', parentPath: a.drive.path, format })
-        ).close();
-        a.disk = await openDisk(childPath);
-        a.drive = { ...a.drive, path: childPath };
-      } catch (e) {
-        failure = e;
-        a.disk = await openDisk(a.drive.path);
-      }
-      return a.disk;
+    await this.#switchImage(controllerNumber, controllerLocation, childPath, async (old, a) => {
+      await (
+        await createDisk(childPath, { type: 'differencing', parentPath: a.drive.path, format: old.format })
+      ).close();
     });
-    if (failure) throw failure;
   }
 
   /**
@@ -225,6 +209,23 @@ export class VmStorage {
     controllerLocation: number,
     parentPath: string,
   ): Promise<void> {
+    await this.#switchImage(controllerNumber, controllerLocation, parentPath, async (_old, a) => {
+      await mergeDisk(a.drive.path, parentPath);
+    });
+  }
+
+  /**
+   * Pauses I/O on a running drive (new commands wait, running ones finish), flushes and closes its image,
+   * runs `change` (which makes `newPath`), then continues on `newPath`; if `change` or opening `newPath`
+   * fails, the drive reopens its old image and the error is rethrown.
+   * @throws HvError HV_ERR_NOT_FOUND when the slot is empty; `change`'s errors.
+   */
+  async #switchImage(
+    controllerNumber: number,
+    controllerLocation: number,
+    newPath: string,
+    change: (old: BlockDevice, a: Attached) => Promise<void>,
+  ): Promise<void> {
     const a = this.#find(controllerNumber, controllerLocation);
     if (!a)
       throw new HvError('HV_ERR_NOT_FOUND', `no disk at SCSI ${controllerNumber}:${controllerLocation}`);
@@ -233,9 +234,9 @@ export class VmStorage {
       await old.flush();
       await old.close();
       try {
-        await mergeDisk(a.drive.path, parentPath);
-        a.disk = await openDisk(parentPath);
-        a.drive = { ...a.drive, path: parentPath };
+        await change(old, a);
+        a.disk = await openDisk(newPath);
+        a.drive = { ...a.drive, path: newPath };
       } catch (e) {
         failure = e;
         a.disk = await openDisk(a.drive.path);

@@ -2,27 +2,9 @@
  * A guest disk exported over NBD for real clients: image file → storvsp → VMBus → storvsc → NBD server.
  */
 import type { BlockDevice } from '../../src/disk/block-device.ts';
-import type { GuestDisk } from '../../src/devices/storage/guest.ts';
-import { type NbdExport, NbdServer } from '../../src/bridges/nbd/server.ts';
+import { NbdServer } from '../../src/bridges/nbd/server.ts';
+import { guestDiskExport } from '../../src/guest/storage.ts';
 import { createStorageLoopback, type StorageLoopback } from '../../bench/storage/loopback.ts';
-
-/** NbdExport view of a guest disk (size follows online resizes). */
-export function guestDiskExport(name: string, d: GuestDisk): NbdExport {
-  return {
-    name,
-    description: `${d.vendor} ${d.product} LUN ${d.lun}`,
-    get size() {
-      return d.size;
-    },
-    get blockSize() {
-      return d.blockSize;
-    },
-    read: (b, o) => d.read(b, o),
-    write: (b, o) => d.write(b, o),
-    flush: () => d.flush(),
-    trim: (o, l) => d.trim(o, l),
-  };
-}
 
 export interface ExportedDisk {
   lb: StorageLoopback;
