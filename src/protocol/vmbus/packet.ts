@@ -68,34 +68,31 @@ export const HV_PAGE_BUFFER = { size: 16, offsets: { len: 0, offset: 4, pfn: 8 }
 /** Linux `struct hv_mpb_array` (hyperv.h): 8-byte header then `pfn_array` (same wire form as gpa_range). */
 export const HV_MPB_ARRAY = { size: 8, offsets: { len: 0, offset: 4, pfn_array: 8 } } as const;
 
+/**
+ * The 24-byte head both GPA-direct packet structs share (Linux hyperv.h `vmbus_channel_packet_page_buffer`
+ * and `vmbus_packet_mpb_array`): the 16-byte descriptor, reserved u32, rangecount u32, then the ranges.
+ */
+const GPA_DIRECT_PACKET_OFFSETS = {
+  type: 0,
+  dataoffset8: 2,
+  length8: 4,
+  flags: 6,
+  transactionid: 8,
+  reserved: 16,
+  rangecount: 20,
+  range: 24,
+} as const;
+
 /** Linux `struct vmbus_channel_packet_page_buffer` (hyperv.h): 24 + 32 × 16 = 536 bytes. */
 export const VMBUS_CHANNEL_PACKET_PAGE_BUFFER = {
   size: 24 + HV_PAGE_BUFFER.size * MAX_PAGE_BUFFER_COUNT,
-  offsets: {
-    type: 0,
-    dataoffset8: 2,
-    length8: 4,
-    flags: 6,
-    transactionid: 8,
-    reserved: 16,
-    rangecount: 20,
-    range: 24,
-  },
+  offsets: GPA_DIRECT_PACKET_OFFSETS,
 } as const;
 
 /** Linux `struct vmbus_packet_mpb_array` (hyperv.h): 24-byte GPA-direct header + one hv_mpb_array = 32 bytes. */
 export const VMBUS_PACKET_MPB_ARRAY = {
   size: 32,
-  offsets: {
-    type: 0,
-    dataoffset8: 2,
-    length8: 4,
-    flags: 6,
-    transactionid: 8,
-    reserved: 16,
-    rangecount: 20,
-    range: 24,
-  },
+  offsets: GPA_DIRECT_PACKET_OFFSETS,
 } as const;
 
 /**
