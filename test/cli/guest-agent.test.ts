@@ -17,6 +17,8 @@ import { hvis, spawnUp, until } from './run-cli.ts';
 
 const GSI = 'Guest Service Interface';
 
+const readText = (file: string): string => (existsSync(file) ? readFileSync(file, 'utf8') : '');
+
 interface IcRow {
   Name: string;
   Enabled: boolean;
@@ -54,13 +56,22 @@ test("hvis up --guest-agent hyperv-daemons: Debian's KVP, fcopy and VSS daemons 
     );
     const on = await hvis(h, ['enable-vmintegrationservice', GSI, '--vm-name', 'vm1']);
     assert.equal(on.code, 0, on.stderr);
-    // OK only once the daemon behind the node has registered (fcopy and VSS report it as such).
     await until(
       async () => {
         const rows = await services();
         return ok(rows, GSI) && ok(rows, 'VSS') && ok(rows, 'Key-Value Pair Exchange');
       },
       'Guest Service Interface and VSS OK',
+      30_000,
+    );
+    // OK for file copy and VSS means the guest driver negotiated (Linux's hv_fcopy and hv_vss answer
+    // NEGOTIATE before any daemon registers); until the daemon's handshake is answered the driver fails
+    // START_FILE_COPY and FREEZE with HV_E_FAIL, so wait for each daemon to log the kernel's answer.
+    const handshaken = (service: string) =>
+      /kernel module version/.test(readText(join(guestDir, `hv_${service}_daemon.log`)));
+    await until(
+      () => handshaken('fcopy') && handshaken('vss'),
+      'hv_fcopy_daemon and hv_vss_daemon registered ("kernel module version" in their logs)',
       30_000,
     );
 
