@@ -7,10 +7,10 @@
  * IDE drives are not offered (the IDE accelerator path is not built).
  */
 import { resolve } from 'node:path';
+import { type OfferSink, STORVSP_MAX_LUNS, StorvspController } from '../devices/storage/host.ts';
 import type { BlockDevice } from '../disk/block-device.ts';
 import { createDisk, openDisk } from '../disk/open.ts';
 import { mergeDisk } from '../disk/ops/merge.ts';
-import { type OfferSink, STORVSP_MAX_LUNS, StorvspController } from '../devices/storage/host.ts';
 import { HvError } from '../protocol/errors.ts';
 import { Guid } from '../protocol/guid.ts';
 import type { HostProfileName } from '../vmbus/host-profiles.ts';
@@ -230,7 +230,8 @@ export class VmStorage {
     if (!a)
       throw new HvError('HV_ERR_NOT_FOUND', `no disk at SCSI ${controllerNumber}:${controllerLocation}`);
     let failure: unknown = null;
-    await this.#controller(controllerNumber).swap(controllerLocation, async (old) => {
+    await this.#controller(controllerNumber).swap(controllerLocation, async () => {
+      const old = a.disk; // the image the device runs on (LunImage there, BlockDevice here)
       await old.flush();
       await old.close();
       try {

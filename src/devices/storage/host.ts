@@ -10,37 +10,36 @@
  * shorter than the 12-byte header, or a GPA range outside guest RAM, closes the channel (untrusted guest).
  * Hot add/remove sends an unsolicited ENUMERATE_BUS (trans_id 0) on the primary channel.
  */
-import type { BlockDevice } from '../../disk/block-device.ts';
 import { HvError, ProtocolError } from '../../protocol/errors.ts';
 import type { Guid } from '../../protocol/guid.ts';
 import * as op from '../../protocol/scsi/constants.ts';
 import { encodeReportLuns, encodeStandardInquiry } from '../../protocol/scsi/data.ts';
 import { writeFixedSense } from '../../protocol/scsi/sense.ts';
+import { HV_SCSI_GUID, HV_SYNTHFC_GUID } from '../../protocol/vmbus/device-guids.ts';
+import {
+  decodeGpaDirectHeader,
+  type GpaRange,
+  HV_HYP_PAGE_SIZE,
+  VM_PKT_COMP,
+  VM_PKT_DATA_INBAND,
+  VM_PKT_DATA_USING_GPA_DIRECT,
+} from '../../protocol/vmbus/packet.ts';
 import * as vs from '../../protocol/vstor/constants.ts';
 import {
-  type VmscsiRequest,
   decodeProtocolVersion,
   decodeSubChannelCount,
   encodeChannelProperties,
   encodeFcWwnPacket,
   newVmscsiRequest,
   readVmscsiRequest,
+  type VmscsiRequest,
   writeVmscsiRequest,
 } from '../../protocol/vstor/packet.ts';
-import { HV_SCSI_GUID, HV_SYNTHFC_GUID } from '../../protocol/vmbus/device-guids.ts';
-import {
-  type GpaRange,
-  HV_HYP_PAGE_SIZE,
-  VM_PKT_COMP,
-  VM_PKT_DATA_INBAND,
-  VM_PKT_DATA_USING_GPA_DIRECT,
-  decodeGpaDirectHeader,
-} from '../../protocol/vmbus/packet.ts';
 import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../vmbus/channel-io.ts';
 import type { HostProfileName } from '../../vmbus/host-profiles.ts';
 import type { GuestMemory } from '../../vmbus/memory.ts';
 import type { OfferHandle, OfferOptions, OpenInfo } from '../../vmbus/server.ts';
-import { ScsiDisk, type ScsiResult, type SrbData } from './scsi-disk.ts';
+import { type LunImage, ScsiDisk, type ScsiResult, type SrbData } from './scsi-disk.ts';
 
 /** LUNs per controller (Hyper-V: 64 per virtual SCSI controller). */
 export const STORVSP_MAX_LUNS = 64;
@@ -91,7 +90,7 @@ export interface StorvspOptions {
 /** What the host tells about one LUN. */
 export interface LunInfo {
   lun: number;
-  disk: BlockDevice;
+  disk: LunImage;
   vendor: string;
   product: string;
 }
@@ -150,7 +149,7 @@ export class StorvspController {
    * Attaches a disk at `lun` (hot add when the guest is running: ENUMERATE_BUS follows).
    * @throws HvError HV_ERR_INVALID_ARGUMENT for a LUN outside 0..63; HV_ERR_ALREADY_EXISTS when taken.
    */
-  attach(lun: number, disk: BlockDevice, diskId: Uint8Array): void {
+  attach(lun: number, disk: LunImage, diskId: Uint8Array): void {
     if (!Number.isInteger(lun) || lun < 0 || lun >= STORVSP_MAX_LUNS)
       throw new HvError('HV_ERR_INVALID_ARGUMENT', `LUN ${lun} is outside 0..${STORVSP_MAX_LUNS - 1}`);
     if (this.#luns.has(lun)) throw new HvError('HV_ERR_ALREADY_EXISTS', `LUN ${lun} already has a disk`);
@@ -163,7 +162,7 @@ export class StorvspController {
    * returned promise resolves with the disk once the commands already running on it have completed.
    * @throws HvError HV_ERR_NOT_FOUND when the LUN is empty.
    */
-  detach(lun: number): Promise<BlockDevice> {
+  detach(lun: number): Promise<LunImage> {
     const d = this.#luns.get(lun);
     if (!d) throw new HvError('HV_ERR_NOT_FOUND', `no disk at LUN ${lun}`);
     this.#luns.delete(lun);
@@ -175,7 +174,7 @@ export class StorvspController {
    * Switches the image behind `lun` while the guest runs (checkpoints): see {@link ScsiDisk.swap}.
    * @throws HvError HV_ERR_NOT_FOUND when the LUN is empty; whatever `open` throws.
    */
-  swap(lun: number, open: (old: BlockDevice) => Promise<BlockDevice>): Promise<void> {
+  swap(lun: number, open: (old: LunImage) => Promise<LunImage>): Promise<void> {
     const d = this.#luns.get(lun);
     if (!d) throw new HvError('HV_ERR_NOT_FOUND', `no disk at LUN ${lun}`);
     return d.swap(open);

@@ -1,11 +1,10 @@
 /**
- * CDB emulation of one LUN backed by a {@link BlockDevice}, answering as a Hyper-V virtual disk does
+ * CDB emulation of one LUN backed by a {@link LunImage}, answering as a Hyper-V virtual disk does
  * (OpenVMM scsidisk behaviour, reference devices.md B.10/B.11): INQUIRY (standard + VPD), READ CAPACITY
  * 10/16, READ/WRITE/VERIFY 6/10/12/16, SYNCHRONIZE CACHE, UNMAP, WRITE SAME, MODE SENSE, TEST UNIT READY,
  * REQUEST SENSE, START STOP, PREVENT/ALLOW; anything else → CHECK CONDITION, ILLEGAL REQUEST, INVALID
  * COMMAND OPCODE. A size change of the backing disk is reported once as UNIT ATTENTION 2A/09.
  */
-import type { BlockDevice } from '../../disk/block-device.ts';
 import {
   type BlockRange,
   decodeBlockRange,
@@ -14,14 +13,14 @@ import {
 } from '../../protocol/scsi/cdb.ts';
 import * as op from '../../protocol/scsi/constants.ts';
 import {
-  MSFT_REVISION,
-  MSFT_VENDOR,
-  MSFT_VIRTUAL_DISK_PRODUCT,
   encodeModeSenseCaching,
   encodeReadCapacity10,
   encodeReadCapacity16,
   encodeStandardInquiry,
   encodeVpdPage,
+  MSFT_REVISION,
+  MSFT_VENDOR,
+  MSFT_VIRTUAL_DISK_PRODUCT,
 } from '../../protocol/scsi/data.ts';
 import type { SenseData } from '../../protocol/scsi/sense.ts';
 import {
@@ -61,10 +60,30 @@ export interface ScsiDiskOptions {
   product?: string;
 }
 
+/**
+ * What a LUN needs of its backing image: the I/O half of disk/'s `LunImage` (src/disk/block-device.ts),
+ * which satisfies it, declared here so the device does not depend on the disk library. Sizes and offsets
+ * in bytes.
+ */
+export interface LunImage {
+  /** Virtual size in bytes. */
+  readonly size: number;
+  readonly logicalSectorSize: number;
+  readonly physicalSectorSize: number;
+  readonly readOnly: boolean;
+  read(buf: Uint8Array, offset: number): Promise<void>;
+  write(buf: Uint8Array, offset: number): Promise<void>;
+  flush(): Promise<void>;
+  /** Discards a range; it reads as zeros afterwards. */
+  trim(offset: number, length: number): Promise<void>;
+  /** Never called by the device: whoever attached the image closes it once detached or swapped out. */
+  close(): Promise<void>;
+}
+
 const BOUNCE_BYTES = 1 << 20;
 
 export class ScsiDisk {
-  #disk: BlockDevice;
+  #disk: LunImage;
   /** Set while the backing image is being switched: new commands wait for it. */
   #gate: Promise<void> | null = null;
   readonly #o: ScsiDiskOptions;
@@ -76,7 +95,7 @@ export class ScsiDisk {
   #inFlight = 0;
   readonly #idleWaiters: (() => void)[] = [];
 
-  constructor(disk: BlockDevice, o: ScsiDiskOptions) {
+  constructor(disk: LunImage, o: ScsiDiskOptions) {
     this.#disk = disk;
     this.#o = o;
     this.#reportedSize = disk.size;
@@ -91,7 +110,7 @@ export class ScsiDisk {
   }
 
   /** The backing image. */
-  get disk(): BlockDevice {
+  get disk(): LunImage {
     return this.#disk;
   }
 
@@ -100,7 +119,7 @@ export class ScsiDisk {
    * commands wait, the running ones complete, then `open(old)` (which may flush and close the old image)
    * returns the new one. If `open` throws, the old image stays in use and the error is rethrown.
    */
-  async swap(open: (old: BlockDevice) => Promise<BlockDevice>): Promise<void> {
+  async swap(open: (old: LunImage) => Promise<LunImage>): Promise<void> {
     while (this.#gate) await this.#gate;
     let release!: () => void;
     this.#gate = new Promise<void>((r) => {
