@@ -2,8 +2,9 @@
  * Real-peer lookup for tests. A missing peer fails the test with a message naming the Debian package to
  * install (`npm run setup` installs them all); tests never skip silently.
  */
-import { accessSync, constants } from 'node:fs';
+
 import { execFileSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
 
 /** Returns the absolute path of `tool`, or throws naming the package that provides it. */
 export function requirePeer(tool: string, debianPackage: string): string {
@@ -16,5 +17,7 @@ export function requirePeer(tool: string, debianPackage: string): string {
   } catch {
     // fall through to the error below
   }
-  throw new Error(`missing test peer '${tool}': install the Debian package '${debianPackage}' (npm run setup does)`);
+  throw new Error(
+    `missing test peer '${tool}': install the Debian package '${debianPackage}' (npm run setup does)`,
+  );
 }

@@ -16,8 +16,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { BlockDevice } from '../../src/disk/block-device.ts';
-import { convertDisk } from '../../src/disk/ops/convert.ts';
 import { openDisk } from '../../src/disk/open.ts';
+import { convertDisk } from '../../src/disk/ops/convert.ts';
 
 const MiB = 1024 * 1024;
 /**

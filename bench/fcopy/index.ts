@@ -22,10 +22,10 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { spawnSandboxedDaemon } from '../../src/bridges/uapi/sandbox.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSandboxedDaemon } from '../../src/bridges/uapi/sandbox.ts';
 import { Host } from '../../src/host/host.ts';
 import { createVmSessionFactory } from '../../src/host/vm-session.ts';
 import { hostProfile } from '../../src/vmbus/host-profiles.ts';

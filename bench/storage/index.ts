@@ -10,9 +10,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { NbdServer } from '../../src/bridges/nbd/server.ts';
 import { createDisk } from '../../src/disk/open.ts';
 import { HvError } from '../../src/protocol/errors.ts';
-import { NbdServer } from '../../src/bridges/nbd/server.ts';
 import { createStorageLoopback } from './loopback.ts';
 
 const exec = promisify(execFile);

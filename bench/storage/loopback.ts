@@ -4,14 +4,14 @@
  * storvsc. Guest disks are what the guest sees; everything crosses the real rings and GPA-direct packets.
  */
 import { MessageChannel } from 'node:worker_threads';
-import type { BlockDevice } from '../../src/disk/block-device.ts';
 import { StorvscController } from '../../src/devices/storage/guest.ts';
 import { StorvspController } from '../../src/devices/storage/host.ts';
+import type { BlockDevice } from '../../src/disk/block-device.ts';
 import { Guid } from '../../src/protocol/guid.ts';
-import { STORVSC_RING_BYTES } from '../../src/protocol/vstor/constants.ts';
 import { HV_SCSI_GUID, HV_SYNTHFC_GUID } from '../../src/protocol/vmbus/device-guids.ts';
+import { STORVSC_RING_BYTES } from '../../src/protocol/vstor/constants.ts';
 import { VmbusClient } from '../../src/vmbus/client.ts';
-import { hostProfile, type HostProfileName } from '../../src/vmbus/host-profiles.ts';
+import { type HostProfileName, hostProfile } from '../../src/vmbus/host-profiles.ts';
 import { GuestMemory } from '../../src/vmbus/memory.ts';
 import { VmbusServer } from '../../src/vmbus/server.ts';
 import { createSharedSynicBuffer, SharedSynicPort } from '../../src/vmbus/synic-shared.ts';

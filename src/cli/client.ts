@@ -5,10 +5,10 @@
  * running: start one with 'hvis up'"). Errors come back as HvError with their codes.
  */
 import { request } from 'node:http';
-import { HvError } from '../protocol/errors.ts';
 import { errorFromBody } from '../host/api/errors.ts';
 import { API_PREFIX } from '../host/api/routes.ts';
 import { homePaths } from '../host/home.ts';
+import { HvError } from '../protocol/errors.ts';
 
 export interface ApiClient {
   /** True when talking to a running host. */

@@ -3,9 +3,9 @@
  * Exit codes: 0 success, 1 operation failed, 2 usage error.
  */
 import yargs from 'yargs';
+import { HvError } from '../protocol/errors.ts';
 import { normalizeArgv } from './argv.ts';
 import { commands } from './commands/index.ts';
-import { HvError } from '../protocol/errors.ts';
 import { reportError } from './output.ts';
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -14,7 +14,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   const parser = yargs(args)
     .scriptName('hvis')
     .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': true })
-    .option('json', { type: 'boolean', describe: 'print objects as JSON with the Hyper-V cmdlets\' property names' })
+    .option('json', {
+      type: 'boolean',
+      describe: "print objects as JSON with the Hyper-V cmdlets' property names",
+    })
     .command(commands)
     .demandCommand(1, 'name a command: hvis --help lists them')
     .strict()

@@ -6,9 +6,14 @@ import { HvError } from '../protocol/errors.ts';
 
 /** Formats rows like PowerShell's default Format-Table: header, dashed underline, left-aligned columns. */
 export function formatTable(rows: readonly Record<string, unknown>[], columns: readonly string[]): string {
-  const cell = (v: unknown): string => (v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const cell = (v: unknown): string =>
+    v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join(' ').trimEnd();
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join(' ')
+      .trimEnd();
   const out = [line([...columns]), line(widths.map((w) => '-'.repeat(w)))];
   for (const r of rows) out.push(line(columns.map((c) => cell(r[c]))));
   return `\n${out.join('\n')}\n`;
@@ -17,7 +22,8 @@ export function formatTable(rows: readonly Record<string, unknown>[], columns: r
 /** Formats one object like Format-List: `Name : value` lines with aligned colons. */
 export function formatList(obj: Record<string, unknown>, keys: readonly string[] = Object.keys(obj)): string {
   const w = Math.max(...keys.map((k) => k.length));
-  const val = (v: unknown) => (v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const val = (v: unknown) =>
+    v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
   return `\n${keys.map((k) => `${k.padEnd(w)} : ${val(obj[k])}`).join('\n')}\n`;
 }
 
@@ -57,6 +63,8 @@ export function reportError(err: unknown, json: boolean): number {
     }
     return err.code === 'HV_ERR_INVALID_ARGUMENT' ? EXIT_USAGE : EXIT_FAILURE;
   }
-  process.stderr.write(`hvis: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(
+    `hvis: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
   return EXIT_FAILURE;
 }

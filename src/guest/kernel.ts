@@ -12,7 +12,7 @@
 import { FcopyGuest } from '../devices/fcopy/guest.ts';
 import { HeartbeatGuest } from '../devices/heartbeat/guest.ts';
 import type { IcGuestFlavor } from '../devices/ic/guest.ts';
-import { type ShutdownKind, ShutdownGuest } from '../devices/shutdown/guest.ts';
+import { ShutdownGuest, type ShutdownKind } from '../devices/shutdown/guest.ts';
 import { TimesyncGuest } from '../devices/timesync/guest.ts';
 import { VssGuest } from '../devices/vss/guest.ts';
 import {
@@ -25,12 +25,12 @@ import {
 } from '../protocol/vmbus/device-guids.ts';
 import type { Clock } from '../vmbus/channel-io.ts';
 import type { VmbusClient, VmbusDriver } from '../vmbus/client.ts';
+import type { GuestMemory } from '../vmbus/memory.ts';
 import { serveFcopy } from './daemons/fcopy/in-process.ts';
 import { emergencyThaw, serveVss, VssDaemon, type VssPolicy } from './daemons/vss/daemon.ts';
-import { GuestUapiService } from './uapi-service.ts';
 import { GuestKvpService } from './kvp-service.ts';
 import { type GuestDiskReport, GuestStorage } from './storage.ts';
-import type { GuestMemory } from '../vmbus/memory.ts';
+import { GuestUapiService } from './uapi-service.ts';
 
 /** Linux HV_UTIL_RING_SEND_SIZE / HV_UTIL_RING_RECV_SIZE: VMBUS_RING_SIZE(3 * 4096) = 16 KiB. */
 const HV_UTIL_RING_BYTES = 4 * 4096;

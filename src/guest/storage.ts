@@ -8,8 +8,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type NbdExport, NbdServer } from '../bridges/nbd/server.ts';
 import { type GuestDisk, StorvscController } from '../devices/storage/guest.ts';
-import { STORVSC_RING_BYTES } from '../protocol/vstor/constants.ts';
 import { HV_SCSI_GUID, HV_SYNTHFC_GUID } from '../protocol/vmbus/device-guids.ts';
+import { STORVSC_RING_BYTES } from '../protocol/vstor/constants.ts';
 import type { VmbusClient } from '../vmbus/client.ts';
 import type { GuestMemory } from '../vmbus/memory.ts';
 

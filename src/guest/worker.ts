@@ -6,8 +6,8 @@
  * The worker ends when the guest powers off; an exception ends it with a `fatal` report first.
  */
 import { homedir } from 'node:os';
-import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { guestSideOfSharedVm, type SharedVmInit } from '../vmbus/vm-link.ts';
 import { GuestKernel, type KernelReport } from './kernel.ts';
 

@@ -20,6 +20,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { createDisk, openDisk } from '../disk/open.ts';
 import { mergeDisk } from '../disk/ops/merge.ts';
 import { HvError } from '../protocol/errors.ts';
+import type { VmStorage } from './storage.ts';
 import type { Vm } from './vm.ts';
 import {
   type CheckpointConfig,
@@ -29,7 +30,6 @@ import {
   parseVmConfig,
   type VmConfig,
 } from './vm-config.ts';
-import type { VmStorage } from './storage.ts';
 
 export type SnapshotType = CheckpointType;
 

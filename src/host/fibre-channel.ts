@@ -7,8 +7,9 @@
  * `<home>/fibrechannel/<vm id>.json` is read until the next change moves it) and offered when the VM starts,
  * or hot added to a running VM.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { HvError } from '../protocol/errors.ts';
 import { hvisHome } from './home.ts';

@@ -3,8 +3,7 @@
  * start after the channel opens, stop when it goes, Get-VMIntegrationService status, plus the extras of
  * heartbeat (Get-VM `Heartbeat`) and shutdown (Stop-VM).
  */
-import type { ChannelHandler, ChannelIo, Clock } from '../vmbus/channel-io.ts';
-import type { HostProfileName } from '../vmbus/host-profiles.ts';
+
 import { FcopyHost, hostFcopyOffer } from '../devices/fcopy/host.ts';
 import { HeartbeatHost } from '../devices/heartbeat/host.ts';
 import { type IcStatus as DeviceIcStatus, hostIcOffer } from '../devices/ic/host.ts';
@@ -12,6 +11,8 @@ import { ShutdownHost } from '../devices/shutdown/host.ts';
 import { TimesyncHost } from '../devices/timesync/host.ts';
 import { hostVssOffer, VssHost } from '../devices/vss/host.ts';
 import { HvError } from '../protocol/errors.ts';
+import type { ChannelHandler, ChannelIo, Clock } from '../vmbus/channel-io.ts';
+import type { HostProfileName } from '../vmbus/host-profiles.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
 import type { KvpExchange } from './kvp-exchange.ts';
 import { kvpHostIc } from './kvp-host-ic.ts';

@@ -9,14 +9,14 @@
 import { join } from 'node:path';
 import { HvError } from '../protocol/errors.ts';
 import { ConfigStore } from './config-store.ts';
-import { homePaths, type HomePaths } from './home.ts';
+import { type HomePaths, homePaths } from './home.ts';
 import { createHardDrives } from './system-disk.ts';
 import { Vm, type VmHost } from './vm.ts';
 import {
   DEFAULT_SWITCH_NAME,
   DEFAULT_VHD_SIZE_BYTES,
-  newVmConfig,
   type NewVmOptions,
+  newVmConfig,
   type VmConfig,
 } from './vm-config.ts';
 import type { VmSessionFactory } from './vm-session-types.ts';

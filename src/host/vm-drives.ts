@@ -5,9 +5,9 @@
  */
 import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
+import { STORVSP_MAX_LUNS } from '../devices/storage/host.ts';
 import type { VhdInfo } from '../disk/block-device.ts';
 import { HvError } from '../protocol/errors.ts';
-import { STORVSP_MAX_LUNS } from '../devices/storage/host.ts';
 import { type GuestDiskView, scsiControllerInstance } from './storage.ts';
 import type { Vm } from './vm.ts';
 import type { HardDriveConfig } from './vm-config.ts';

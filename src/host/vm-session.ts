@@ -8,13 +8,15 @@
  * garbage on the control port end at most this session (the VM is marked by {@link Vm}), never the host.
  */
 import { MessageChannel, Worker } from 'node:worker_threads';
+import type { VssHost } from '../devices/vss/host.ts';
 import { HvError } from '../protocol/errors.ts';
+import { Guid } from '../protocol/guid.ts';
 import { VMBUS_PIPE_TYPE_MESSAGE } from '../protocol/vmbus/constants.ts';
 import {
-  HV_HEART_BEAT_GUID,
-  HV_SHUTDOWN_GUID,
   HV_FCOPY_GUID,
+  HV_HEART_BEAT_GUID,
   HV_KVP_GUID,
+  HV_SHUTDOWN_GUID,
   HV_TS_GUID,
   HV_VSS_GUID,
   IC_FCOPY_INSTANCE,
@@ -22,22 +24,20 @@ import {
   IC_SHUTDOWN_INSTANCE,
   IC_TIMESYNC_INSTANCE,
 } from '../protocol/vmbus/device-guids.ts';
-import { Guid } from '../protocol/guid.ts';
 import { type Clock, systemClock } from '../vmbus/channel-io.ts';
 import type { HostProfile } from '../vmbus/host-profiles.ts';
 import { GuestMemory } from '../vmbus/memory.ts';
 import type { OfferHandle, VmbusServer } from '../vmbus/server.ts';
 import { createSharedSynicBuffer, type SharedSynicPort } from '../vmbus/synic-shared.ts';
 import { hostSideOfSharedVm } from '../vmbus/vm-link.ts';
-import type { VssHost } from '../devices/vss/host.ts';
 import { type CopyVmFileOptions, type CopyVmFileRequest, copyVmFile } from './copy-vmfile.ts';
-import { parseGuestReport } from './guest-reports.ts';
-import { type AgentService, type GuestAgent, type SandboxedAgent, sandboxedAgents } from './guest-agent.ts';
-import { KvpExchange } from './kvp-exchange.ts';
 import { offerFibreChannelHbas } from './fibre-channel.ts';
-import { VmStorage } from './storage.ts';
+import { type AgentService, type GuestAgent, type SandboxedAgent, sandboxedAgents } from './guest-agent.ts';
+import { parseGuestReport } from './guest-reports.ts';
 import { type HostIc, hostIcFactories } from './host-ics.ts';
 import type { IntegrationServiceName } from './integration-services.ts';
+import { KvpExchange } from './kvp-exchange.ts';
+import { VmStorage } from './storage.ts';
 import type { VmConfig } from './vm-config.ts';
 import type { GuestExit, IcStatus, VmSession, VmSessionFactory } from './vm-session-types.ts';
 import type { HeartbeatStatus, LsvmbusEntry } from './vm-view.ts';

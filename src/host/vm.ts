@@ -7,13 +7,18 @@
  * Isolation: a guest worker that crashes, hangs or misbehaves ends only its own session; the VM is marked
  * Off with a Status naming the failure, and the host keeps running.
  */
+
+import type { VssHost } from '../devices/vss/host.ts';
 import { HvError } from '../protocol/errors.ts';
+import type { CopyVmFileOptions, CopyVmFileRequest } from './copy-vmfile.ts';
 import {
-  INTEGRATION_SERVICES,
   findIntegrationService,
+  INTEGRATION_SERVICES,
   integrationServiceNames,
 } from './integration-services.ts';
+import type { KvpExchange } from './kvp-exchange.ts';
 import type { VmConfig } from './vm-config.ts';
+import type { IcStatus, VmSession, VmSessionFactory } from './vm-session-types.ts';
 import {
   formatTimeSpan,
   type HeartbeatStatus,
@@ -22,11 +27,7 @@ import {
   type VmState,
   type VmView,
 } from './vm-view.ts';
-import type { CopyVmFileOptions, CopyVmFileRequest } from './copy-vmfile.ts';
-import type { VssHost } from '../devices/vss/host.ts';
 import { backup, vssFreeze, vssThaw } from './vss-requestor.ts';
-import type { KvpExchange } from './kvp-exchange.ts';
-import type { IcStatus, VmSession, VmSessionFactory } from './vm-session-types.ts';
 
 /** How Stop-VM ends the guest. */
 export type StopMode =

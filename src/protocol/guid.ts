@@ -25,8 +25,26 @@ export class Guid {
     this.bytes = wire;
     const h = (i: number) => wire[i]!.toString(16).padStart(2, '0');
     this.#text =
-      h(3) + h(2) + h(1) + h(0) + '-' + h(5) + h(4) + '-' + h(7) + h(6) + '-' + h(8) + h(9) + '-' +
-      h(10) + h(11) + h(12) + h(13) + h(14) + h(15);
+      h(3) +
+      h(2) +
+      h(1) +
+      h(0) +
+      '-' +
+      h(5) +
+      h(4) +
+      '-' +
+      h(7) +
+      h(6) +
+      '-' +
+      h(8) +
+      h(9) +
+      '-' +
+      h(10) +
+      h(11) +
+      h(12) +
+      h(13) +
+      h(14) +
+      h(15);
   }
 
   /**
@@ -35,13 +53,23 @@ export class Guid {
    */
   static parse(text: string): Guid {
     const m = HEX.exec(text.trim());
-    if (!m) throw new HvError('HV_ERR_INVALID_ARGUMENT', `not a GUID: '${text}' (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)`);
+    if (!m)
+      throw new HvError(
+        'HV_ERR_INVALID_ARGUMENT',
+        `not a GUID: '${text}' (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)`,
+      );
     const hex = m.slice(1).join('');
     const be = new Uint8Array(16);
     for (let i = 0; i < 16; i++) be[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
     const w = new Uint8Array(16);
-    w[0] = be[3]!; w[1] = be[2]!; w[2] = be[1]!; w[3] = be[0]!;
-    w[4] = be[5]!; w[5] = be[4]!; w[6] = be[7]!; w[7] = be[6]!;
+    w[0] = be[3]!;
+    w[1] = be[2]!;
+    w[2] = be[1]!;
+    w[3] = be[0]!;
+    w[4] = be[5]!;
+    w[5] = be[4]!;
+    w[6] = be[7]!;
+    w[7] = be[6]!;
     w.set(be.subarray(8), 8);
     return new Guid(w);
   }

@@ -23,8 +23,6 @@
 import { HvError } from '../protocol/errors.ts';
 import type { Guid } from '../protocol/guid.ts';
 import {
-  type ChannelMessage,
-  type OfferChannel,
   CHANNELMSG_ALLOFFERS_DELIVERED,
   CHANNELMSG_CLOSECHANNEL,
   CHANNELMSG_GPADL_CREATED,
@@ -43,13 +41,15 @@ import {
   CHANNELMSG_UNLOAD,
   CHANNELMSG_UNLOAD_RESPONSE,
   CHANNELMSG_VERSION_RESPONSE,
+  type ChannelMessage,
   channelMessageName,
   decodeChannelMessage,
+  type OfferChannel,
 } from '../protocol/vmbus/channel-messages.ts';
 import {
   GPADL_FIRST_HANDLE,
-  HV_STATUS_INVALID_CONNECTION_ID,
   HV_STATUS_INSUFFICIENT_BUFFERS,
+  HV_STATUS_INVALID_CONNECTION_ID,
   HV_STATUS_SUCCESS,
   LINUX_VMBUS_VERSIONS,
   MAX_CHANNEL_RELIDS,
@@ -70,8 +70,8 @@ import { HV_HYP_PAGE_SIZE } from '../protocol/vmbus/packet.ts';
 import type { ChannelHandler, ChannelIo } from './channel-io.ts';
 import type { GuestMemory } from './memory.ts';
 import { MessageOutbox } from './message-outbox.ts';
-import { RingChannel } from './ring-channel.ts';
 import { initRing } from './ring.ts';
+import { RingChannel } from './ring-channel.ts';
 import type { SynicPort } from './synic.ts';
 
 /** An offer as the guest keeps it (validated OFFERCHANNEL fields). */

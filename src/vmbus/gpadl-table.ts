@@ -5,10 +5,11 @@
  * after `range_buflen` bytes of range data arrived; ranges must be well formed. Handles are chosen by the
  * guest and scoped to the channel (child_relid) they were created on.
  */
-import type { GpaRange } from '../protocol/vmbus/packet.ts';
-import { parseGpaRanges } from '../protocol/vmbus/gpadl-messages.ts';
-import type { GpadlBody, GpadlHeader } from '../protocol/vmbus/channel-messages.ts';
+
 import { ProtocolError } from '../protocol/errors.ts';
+import type { GpadlBody, GpadlHeader } from '../protocol/vmbus/channel-messages.ts';
+import { parseGpaRanges } from '../protocol/vmbus/gpadl-messages.ts';
+import type { GpaRange } from '../protocol/vmbus/packet.ts';
 
 /** An established GPADL. */
 export interface Gpadl {

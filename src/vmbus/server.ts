@@ -26,10 +26,6 @@
 import { HvError } from '../protocol/errors.ts';
 import type { Guid } from '../protocol/guid.ts';
 import {
-  type ChannelMessage,
-  type GpadlHeader,
-  type InitiateContact,
-  type OpenChannel,
   CHANNELMSG_ALLOFFERS_DELIVERED,
   CHANNELMSG_CLOSECHANNEL,
   CHANNELMSG_GPADL_BODY,
@@ -51,8 +47,12 @@ import {
   CHANNELMSG_UNLOAD,
   CHANNELMSG_UNLOAD_RESPONSE,
   CHANNELMSG_VERSION_RESPONSE,
+  type ChannelMessage,
   channelMessageName,
   decodeChannelMessage,
+  type GpadlHeader,
+  type InitiateContact,
+  type OpenChannel,
 } from '../protocol/vmbus/channel-messages.ts';
 import {
   CONNECTION_STATE_FAILED_UNKNOWN_FAILURE,
@@ -74,7 +74,7 @@ import {
 } from '../protocol/vmbus/constants.ts';
 import type { GpaRange } from '../protocol/vmbus/packet.ts';
 import type { ChannelHandler, ChannelIo } from './channel-io.ts';
-import { type Gpadl, GpadlTable, type GpadlProgress } from './gpadl-table.ts';
+import { type Gpadl, type GpadlProgress, GpadlTable } from './gpadl-table.ts';
 import type { HostProfile } from './host-profiles.ts';
 import type { GuestMemory } from './memory.ts';
 import { MessageOutbox } from './message-outbox.ts';

@@ -1,5 +1,5 @@
 /** Runs the built `hvis` CLI as a child process (tests of the real entry point, exit codes and streams). */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const HVIS_MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));

@@ -19,7 +19,7 @@ import { CREATE_PATH, DATA_FRAGMENT } from '../../src/protocol/ic/fcopy.ts';
 import { HV_E_FAIL, HV_ERROR_DISK_FULL, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
 import { requirePeer } from '../peers.ts';
-import { until, uapiIcStack } from './ic-stack.ts';
+import { uapiIcStack, until } from './ic-stack.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/fcopy-faults-`);
 after(() => rmSync(scratch, { recursive: true, force: true }));

@@ -6,15 +6,15 @@
  * checkpoint of the running VM moves every drive onto a differencing child.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { test } from 'node:test';
-import { requirePeer } from '../peers.ts';
+import { promisify } from 'node:util';
 import { createDisk } from '../../src/disk/open.ts';
 import { hvis, spawnUp, until } from '../cli/run-cli.ts';
+import { requirePeer } from '../peers.ts';
 
 const run = promisify(execFile);
 

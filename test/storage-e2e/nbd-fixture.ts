@@ -1,10 +1,11 @@
 /**
  * A guest disk exported over NBD for real clients: image file → storvsp → VMBus → storvsc → NBD server.
  */
-import type { BlockDevice } from '../../src/disk/block-device.ts';
-import { NbdServer } from '../../src/bridges/nbd/server.ts';
-import { guestDiskExport } from '../../src/guest/storage.ts';
+
 import { createStorageLoopback, type StorageLoopback } from '../../bench/storage/loopback.ts';
+import { NbdServer } from '../../src/bridges/nbd/server.ts';
+import type { BlockDevice } from '../../src/disk/block-device.ts';
+import { guestDiskExport } from '../../src/guest/storage.ts';
 
 export interface ExportedDisk {
   lb: StorageLoopback;

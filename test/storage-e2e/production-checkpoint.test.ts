@@ -12,14 +12,13 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connectUapi } from '../../src/bridges/uapi/client.ts';
 import type { UapiFile } from '../../src/bridges/uapi/file.ts';
-import { openDisk } from '../../src/disk/open.ts';
+import { createDisk, openDisk } from '../../src/disk/open.ts';
 import { serveVss, VssDaemon } from '../../src/guest/daemons/vss/daemon.ts';
 import { checkpointVm, getVmSnapshots, restoreVmSnapshot } from '../../src/host/checkpoints.ts';
 import { Host } from '../../src/host/host.ts';
 import type { Vm } from '../../src/host/vm.ts';
 import { addHardDiskDrive, exportHardDiskDrive, hardDiskDriveViews } from '../../src/host/vm-drives.ts';
 import { createVmSessionFactory } from '../../src/host/vm-session.ts';
-import { createDisk } from '../../src/disk/open.ts';
 import { hostProfile } from '../../src/vmbus/host-profiles.ts';
 import { NbdWriter } from './nbd-writer.ts';
 

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MessageChannel, Worker } from 'node:worker_threads';
-import type { ChannelIo } from '../../src/vmbus/channel-io.ts';
 import { VM_PKT_DATA_INBAND } from '../../src/protocol/vmbus/packet.ts';
+import type { ChannelIo } from '../../src/vmbus/channel-io.ts';
 import { hostProfile } from '../../src/vmbus/host-profiles.ts';
 import { GuestMemory } from '../../src/vmbus/memory.ts';
 import { createSharedSynicBuffer } from '../../src/vmbus/synic-shared.ts';

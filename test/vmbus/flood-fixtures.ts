@@ -6,8 +6,9 @@
  * bytes, each byte (i + k) & 0xff), the guest checks order, length and bytes. Both sides keep a FIFO of what the ring refused and
  * send it from `onWritable`; an `onWritable` whose head packet still does not fit is counted as spurious.
  */
-import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../src/vmbus/channel-io.ts';
+
 import { VM_PKT_DATA_INBAND } from '../../src/protocol/vmbus/packet.ts';
+import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../src/vmbus/channel-io.ts';
 
 /** Ring size of both directions, control page included. */
 export const FLOOD_RING_BYTES = 16384;

@@ -2,11 +2,12 @@
  * Shared test fixtures for the VMBus control-plane tests: an echo device (host side echoes every inband
  * packet back) and a guest driver that records what it receives.
  */
-import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../src/vmbus/channel-io.ts';
+
 import { Guid } from '../../src/protocol/guid.ts';
+import { VM_PKT_DATA_INBAND } from '../../src/protocol/vmbus/packet.ts';
+import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../src/vmbus/channel-io.ts';
 import type { GuestOffer, VmbusDriver } from '../../src/vmbus/client.ts';
 import type { OpenInfo } from '../../src/vmbus/server.ts';
-import { VM_PKT_DATA_INBAND } from '../../src/protocol/vmbus/packet.ts';
 
 export { VM_PKT_DATA_INBAND } from '../../src/protocol/vmbus/packet.ts';
 

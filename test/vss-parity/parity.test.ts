@@ -23,7 +23,7 @@ import {
   VSS_OP_THAW,
 } from '../../src/protocol/ic/vss.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
-import { until, uapiIcStack } from '../fcopy-parity/ic-stack.ts';
+import { uapiIcStack, until } from '../fcopy-parity/ic-stack.ts';
 import { requirePeer } from '../peers.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/vss-parity-`);

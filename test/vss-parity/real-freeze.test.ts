@@ -26,7 +26,7 @@ import { hostVssOffer, VssHost } from '../../src/devices/vss/host.ts';
 import { HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import { VSS_OP_FREEZE, VSS_OP_THAW } from '../../src/protocol/ic/vss.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
-import { until, uapiIcStack } from '../fcopy-parity/ic-stack.ts';
+import { uapiIcStack, until } from '../fcopy-parity/ic-stack.ts';
 import { requirePeer } from '../peers.ts';
 
 const REAL = process.env.HVIS_TEST_REAL_FREEZE === '1';

@@ -9,8 +9,9 @@
  * (reads) / ENOSPC (writes). A client breaking the framing is disconnected; the server goes on.
  * Source: NBD protocol specification doc/proto.md (NetworkBlockDevice/nbd).
  */
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+
 import { unlinkSync } from 'node:fs';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { HvError } from '../../protocol/errors.ts';
 import * as nbd from './protocol.ts';
 

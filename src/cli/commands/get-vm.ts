@@ -3,11 +3,11 @@
  * (configurations are read from `$HVIS_HOME/vms/`, every VM shows Off).
  */
 import type { CommandModule } from 'yargs';
+import type { VmView } from '../../host/vm-view.ts';
 import { connectHost, query } from '../client.ts';
 import { printJson } from '../output.ts';
 import { namesOf, withVmNames } from '../vm-args.ts';
 import { formatVmTable } from '../vm-output.ts';
-import type { VmView } from '../../host/vm-view.ts';
 
 export const getVmCommand: CommandModule<
   object,

@@ -5,8 +5,8 @@
  * (Hyper-V waits five minutes, the default here too).
  */
 import type { CommandModule } from 'yargs';
-import { HvError } from '../../protocol/errors.ts';
 import type { VmView } from '../../host/vm-view.ts';
+import { HvError } from '../../protocol/errors.ts';
 import { connectHost, query } from '../client.ts';
 import { printJson } from '../output.ts';
 import { requireNames, requireOnline, withVmNames } from '../vm-args.ts';

@@ -8,10 +8,10 @@
  */
 import type { CommandModule } from 'yargs';
 import { startApi } from '../../host/api/server.ts';
-import { Host } from '../../host/host.ts';
 import { checkGuestAgent, guestAgent } from '../../host/guest-agent.ts';
-import { createVmSessionFactory } from '../../host/vm-session.ts';
+import { Host } from '../../host/host.ts';
 import type { Vm } from '../../host/vm.ts';
+import { createVmSessionFactory } from '../../host/vm-session.ts';
 import type { VmView } from '../../host/vm-view.ts';
 import { HvError } from '../../protocol/errors.ts';
 import { HOST_PROFILE_NAMES, hostProfile } from '../../vmbus/host-profiles.ts';

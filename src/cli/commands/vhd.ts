@@ -3,18 +3,19 @@
  * Objects printed carry Get-VHD's property names (VirtualHardDisk). Long operations show a progress line
  * on stderr when it is a TTY, never under --json.
  */
-import type { Argv, CommandModule } from 'yargs';
+
 import { resolve } from 'node:path';
-import { HvError, isHvError } from '../../protocol/errors.ts';
-import { connectHost } from '../client.ts';
+import type { Argv, CommandModule } from 'yargs';
 import type { VhdInfo } from '../../disk/block-device.ts';
+import { createDisk, openDisk } from '../../disk/open.ts';
 import { convertDisk } from '../../disk/ops/convert.ts';
 import { mergeDisk } from '../../disk/ops/merge.ts';
 import { optimizeDisk } from '../../disk/ops/optimize.ts';
 import { stderrProgress } from '../../disk/ops/progress.ts';
 import { resizeDisk } from '../../disk/ops/resize.ts';
 import { testDisk } from '../../disk/ops/test.ts';
-import { createDisk, openDisk } from '../../disk/open.ts';
+import { HvError, isHvError } from '../../protocol/errors.ts';
+import { connectHost } from '../client.ts';
 import { formatList, printJson } from '../output.ts';
 
 const UNITS: Record<string, number> = { '': 1, B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };

@@ -37,8 +37,8 @@ import {
   FCOPY_CURRENT_VERSION,
   FCOPY_VERSION_0,
 } from '../../protocol/uapi/fcopy.ts';
-import { MAX_PIPE_DATA_PAYLOAD, VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
 import { VM_PKT_DATA_INBAND } from '../../protocol/vmbus/packet.ts';
+import { MAX_PIPE_DATA_PAYLOAD, VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
 import { IcGuest, type IcGuestFlavor, type IcSelection } from '../ic/guest.ts';
 

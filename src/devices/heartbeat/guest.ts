@@ -6,7 +6,7 @@
 import { HEARTBEAT_MIN_BODY, incrementHeartbeatSeq } from '../../protocol/ic/heartbeat.ts';
 import { ICMSGTYPE_HEARTBEAT } from '../../protocol/ic/icmsg.ts';
 import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../vmbus/channel-io.ts';
-import { IcGuest, type IcGuestFlavor, type IcSelection, guestIcVersions } from '../ic/guest.ts';
+import { guestIcVersions, IcGuest, type IcGuestFlavor, type IcSelection } from '../ic/guest.ts';
 
 export interface HeartbeatGuestOptions {
   /** Negotiation rules to follow (default linux). */

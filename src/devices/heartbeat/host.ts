@@ -7,13 +7,13 @@
  * Sources: Linux hv_util.c `heartbeat_onchannelcallback`; OpenVMM hyperv_ic_protocol/src/heartbeat.rs.
  */
 import {
-  HEARTBEAT_APPLICATION_STATE,
   decodeHeartbeatMsgData,
   encodeHeartbeatMsgData,
+  HEARTBEAT_APPLICATION_STATE,
 } from '../../protocol/ic/heartbeat.ts';
 import { ICMSGTYPE_HEARTBEAT, type IcMessage } from '../../protocol/ic/icmsg.ts';
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
-import { IcHost, type IcOffer, type IcStatus, hostIcOffer } from '../ic/host.ts';
+import { hostIcOffer, IcHost, type IcOffer, type IcStatus } from '../ic/host.ts';
 
 /**
  * Get-VM `Heartbeat` values (Microsoft.HyperV.PowerShell.VMHeartbeatStatus) this host produces.

@@ -25,8 +25,8 @@ import {
   ICMSG_NEGOTIATE_RESPONSE_SIZE,
   type IcNegotiate,
 } from '../../protocol/ic/negotiate.ts';
-import { MAX_PIPE_DATA_PAYLOAD, VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
 import { VM_PKT_DATA_INBAND } from '../../protocol/vmbus/packet.ts';
+import { MAX_PIPE_DATA_PAYLOAD, VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
 import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../vmbus/channel-io.ts';
 
 /** Guest implementations whose negotiation rules and service behaviour we reproduce. */

@@ -21,8 +21,8 @@ import {
   type IcVersion,
 } from '../../protocol/ic/icmsg.ts';
 import { decodeIcNegotiate, encodeIcNegotiate, icmsgNegotiateSize } from '../../protocol/ic/negotiate.ts';
-import { MAX_PIPE_DATA_PAYLOAD } from '../../protocol/vmbus/pipe.ts';
 import { VM_PKT_DATA_INBAND } from '../../protocol/vmbus/packet.ts';
+import { MAX_PIPE_DATA_PAYLOAD } from '../../protocol/vmbus/pipe.ts';
 import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../vmbus/channel-io.ts';
 import { type HostProfileName, hostProfile } from '../../vmbus/host-profiles.ts';
 

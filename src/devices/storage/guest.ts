@@ -22,26 +22,26 @@ import {
 } from '../../protocol/scsi/cdb.ts';
 import * as op from '../../protocol/scsi/constants.ts';
 import { decodeReadCapacity16, decodeReportLuns, decodeStandardInquiry } from '../../protocol/scsi/data.ts';
-import { type SenseData, decodeSense } from '../../protocol/scsi/sense.ts';
+import { decodeSense, type SenseData } from '../../protocol/scsi/sense.ts';
+import {
+  encodeGpaDirectHeader,
+  HV_HYP_PAGE_SIZE,
+  VM_PKT_COMP,
+  VM_PKT_DATA_INBAND,
+  VM_PKT_DATA_USING_GPA_DIRECT,
+  VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+} from '../../protocol/vmbus/packet.ts';
 import * as vs from '../../protocol/vstor/constants.ts';
 import {
-  type VmscsiRequest,
   decodeChannelProperties,
   decodeFcWwnPacket,
   encodeProtocolVersion,
   encodeSubChannelCount,
   newVmscsiRequest,
   readVmscsiRequest,
+  type VmscsiRequest,
   writeVmscsiRequest,
 } from '../../protocol/vstor/packet.ts';
-import {
-  HV_HYP_PAGE_SIZE,
-  VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
-  VM_PKT_COMP,
-  VM_PKT_DATA_INBAND,
-  VM_PKT_DATA_USING_GPA_DIRECT,
-  encodeGpaDirectHeader,
-} from '../../protocol/vmbus/packet.ts';
 import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../vmbus/channel-io.ts';
 import type { GuestMemory } from '../../vmbus/memory.ts';
 

@@ -7,8 +7,9 @@
  * rebinding) and only accepts state-changing requests with a JSON body type (a browser cannot send that
  * cross-origin without a CORS preflight, which we never grant).
  */
-import { connect } from 'node:net';
+
 import { mkdir, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { HvError } from '../../protocol/errors.ts';
 import { writeFileAtomic } from '../atomic-file.ts';

@@ -17,6 +17,14 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { HvError } from '../../protocol/errors.ts';
+import {
+  checkpointVm,
+  getVmSnapshots,
+  removeVmSnapshot,
+  restoreVmSnapshot,
+  type SnapshotType,
+} from '../checkpoints.ts';
+import { addVmFibreChannelHba, getVmFibreChannelHbas } from '../fibre-channel.ts';
 import type { Host } from '../host.ts';
 import {
   type AddDriveRequest,
@@ -26,14 +34,6 @@ import {
   removeHardDiskDrive,
   resizeAttachedImage,
 } from '../vm-drives.ts';
-import {
-  type SnapshotType,
-  checkpointVm,
-  getVmSnapshots,
-  removeVmSnapshot,
-  restoreVmSnapshot,
-} from '../checkpoints.ts';
-import { addVmFibreChannelHba, getVmFibreChannelHbas } from '../fibre-channel.ts';
 import { API_PREFIX } from './routes.ts';
 
 const nameParam = {

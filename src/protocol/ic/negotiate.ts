@@ -7,7 +7,7 @@
  * (`NegotiateMessage`).
  */
 import { HvError, ProtocolError } from '../errors.ts';
-import { ICMSG_HDR, IC_VERSION, type IcVersion } from './icmsg.ts';
+import { IC_VERSION, ICMSG_HDR, type IcVersion } from './icmsg.ts';
 
 /**
  * Linux `struct icmsg_negotiate` (8 bytes, packed, before the flexible `icversion_data[]`):

@@ -7,10 +7,10 @@
  */
 import { HvError, ProtocolError } from '../errors.ts';
 import {
-  type GpadlBody,
-  type GpadlHeader,
   CHANNELMSG_GPADL_BODY,
   CHANNELMSG_GPADL_HEADER,
+  type GpadlBody,
+  type GpadlHeader,
 } from './channel-messages.ts';
 import { GPADL_BODY_MAX_PFNS, GPADL_HEADER_MAX_PFNS } from './constants.ts';
 import { type GpaRange, gpaRangePageCount, HV_HYP_PAGE_SIZE } from './packet.ts';

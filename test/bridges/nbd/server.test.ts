@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { promisify } from 'node:util';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { type NbdExport, NbdServer } from '../../../src/bridges/nbd/server.ts';
 import { requirePeer } from '../../peers.ts';

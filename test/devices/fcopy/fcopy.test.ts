@@ -13,9 +13,9 @@ import { after, test } from 'node:test';
 import { FcopyGuest } from '../../../src/devices/fcopy/guest.ts';
 import { FcopyHost, hostFcopyOffer } from '../../../src/devices/fcopy/host.ts';
 import { FcopyDaemon, type FcopyDaemonOptions } from '../../../src/guest/daemons/fcopy/daemon.ts';
-import { encodeFcopyInt, FCOPY_CURRENT_VERSION } from '../../../src/protocol/uapi/fcopy.ts';
 import { CREATE_PATH, DATA_FRAGMENT, OVER_WRITE } from '../../../src/protocol/ic/fcopy.ts';
 import { HV_E_FAIL, HV_ERROR_ALREADY_EXISTS, HV_S_OK } from '../../../src/protocol/ic/icmsg.ts';
+import { encodeFcopyInt, FCOPY_CURRENT_VERSION } from '../../../src/protocol/uapi/fcopy.ts';
 import { loopback, ManualClock } from '../ic/loopback.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'hvis-fcopy-dev-'));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { hostIcOffer, type IcHostProfile } from '../../../src/devices/ic/host.ts';
 import type { IcGuestFlavor } from '../../../src/devices/ic/guest.ts';
+import { hostIcOffer, type IcHostProfile } from '../../../src/devices/ic/host.ts';
 import { ShutdownGuest, type ShutdownKind } from '../../../src/devices/shutdown/guest.ts';
 import { ShutdownHost } from '../../../src/devices/shutdown/host.ts';
 import { isHvError } from '../../../src/protocol/errors.ts';

@@ -14,18 +14,18 @@ import { StorvspController } from '../../../src/devices/storage/host.ts';
 import { createDisk } from '../../../src/disk/open.ts';
 import { ProtocolError } from '../../../src/protocol/errors.ts';
 import { Guid } from '../../../src/protocol/guid.ts';
-import * as vs from '../../../src/protocol/vstor/constants.ts';
-import {
-  newVmscsiRequest,
-  readVmscsiRequest,
-  writeVmscsiRequest,
-} from '../../../src/protocol/vstor/packet.ts';
 import {
   encodeGpaDirectHeader,
   VM_PKT_COMP,
   VM_PKT_DATA_INBAND,
   VM_PKT_DATA_USING_GPA_DIRECT,
 } from '../../../src/protocol/vmbus/packet.ts';
+import * as vs from '../../../src/protocol/vstor/constants.ts';
+import {
+  newVmscsiRequest,
+  readVmscsiRequest,
+  writeVmscsiRequest,
+} from '../../../src/protocol/vstor/packet.ts';
 import type { ChannelHandler, ChannelIo } from '../../../src/vmbus/channel-io.ts';
 import { GuestMemory } from '../../../src/vmbus/memory.ts';
 import type { OfferHandle, OpenInfo } from '../../../src/vmbus/server.ts';

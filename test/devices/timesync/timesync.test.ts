@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { hostIcOffer, type IcHostProfile } from '../../../src/devices/ic/host.ts';
 import type { IcGuestFlavor } from '../../../src/devices/ic/guest.ts';
+import { hostIcOffer, type IcHostProfile } from '../../../src/devices/ic/host.ts';
 import { TimesyncGuest } from '../../../src/devices/timesync/guest.ts';
 import { TimesyncHost } from '../../../src/devices/timesync/host.ts';
 import type { Clock } from '../../../src/vmbus/channel-io.ts';

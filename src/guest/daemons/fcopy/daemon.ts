@@ -29,13 +29,13 @@ import {
   writeSync,
 } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
+import { CREATE_PATH, OVER_WRITE } from '../../../protocol/ic/fcopy.ts';
 import {
   HV_E_FAIL,
   HV_ERROR_ALREADY_EXISTS,
   HV_ERROR_DISK_FULL,
   HV_S_OK,
 } from '../../../protocol/ic/icmsg.ts';
-import { CREATE_PATH, OVER_WRITE } from '../../../protocol/ic/fcopy.ts';
 import { decodeUapiFcopyMessage, type UapiFcopyMessage } from '../../../protocol/uapi/fcopy.ts';
 import { EEXIST, ErrnoError, linkFd, O_TMPFILE } from '../libc.ts';
 

@@ -9,9 +9,10 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { isHvError } from '../../../../src/protocol/errors.ts';
-import { serveVss, VssDaemon } from '../../../../src/guest/daemons/vss/daemon.ts';
+import type { UapiFile } from '../../../../src/bridges/uapi/file.ts';
 import { EBUSY, ErrnoError } from '../../../../src/guest/daemons/libc.ts';
+import { serveVss, VssDaemon } from '../../../../src/guest/daemons/vss/daemon.ts';
+import { isHvError } from '../../../../src/protocol/errors.ts';
 import { HV_E_FAIL, HV_S_OK } from '../../../../src/protocol/ic/icmsg.ts';
 import {
   VSS_OP_FREEZE,
@@ -19,7 +20,6 @@ import {
   VSS_OP_HOT_BACKUP,
   VSS_OP_THAW,
 } from '../../../../src/protocol/ic/vss.ts';
-import type { UapiFile } from '../../../../src/bridges/uapi/file.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'hvis-vss-'));
 after(() => rmSync(root, { recursive: true, force: true }));
