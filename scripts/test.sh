@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 npx tsc -b
 npx tsc -p tsconfig.protocol.json
-npx biome lint src test bench
+npx biome check src test bench
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
 exec node --enable-source-maps --test --test-concurrency=2 --test-timeout=600000 "$@" "${files[@]}"

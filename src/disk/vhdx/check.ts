@@ -6,7 +6,7 @@
  */
 import { HvError } from '../../protocol/errors.ts';
 import { Guid } from '../../protocol/guid.ts';
-import { MiB, VHDX_HEADER1_OFFSET, VHDX_HEADER2_OFFSET, VHDX_HEADER_SIZE, selectHeader } from './format.ts';
+import { MiB, selectHeader, VHDX_HEADER_SIZE, VHDX_HEADER1_OFFSET, VHDX_HEADER2_OFFSET } from './format.ts';
 import { ImageFile } from './image-file.ts';
 import { VhdxDisk, writeHeaderTwice } from './vhdx-disk.ts';
 

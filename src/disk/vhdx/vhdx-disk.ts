@@ -24,9 +24,12 @@ import {
   payloadIndex,
   setEntry,
 } from './bat.ts';
+import { createVhdx, type VhdxCreateOptions } from './create.ts';
 import {
   corrupt,
+  decodeRegionTable,
   encodeHeader,
+  encodeRegionTable,
   hasFileSignature,
   MiB,
   PAYLOAD_BLOCK_FULLY_PRESENT,
@@ -50,15 +53,12 @@ import {
   VHDX_REGION_TABLE2_OFFSET,
   type VhdxHeader,
   type VhdxRegion,
-  decodeRegionTable,
-  encodeRegionTable,
   writeU64,
 } from './format.ts';
 import { ImageFile } from './image-file.ts';
 import { IoGate } from './io-gate.ts';
-import { encodeLogEntry, findActiveSequence, LOG_SECTOR, descriptorSectors } from './log.ts';
+import { descriptorSectors, encodeLogEntry, findActiveSequence, LOG_SECTOR } from './log.ts';
 import { decodeMetadata, type VhdxMetadata } from './metadata.ts';
-import { createVhdx, type VhdxCreateOptions } from './create.ts';
 
 /** Options of {@link VhdxDisk.open}. */
 export interface VhdxOpenOptions {

@@ -8,10 +8,8 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import fc from 'fast-check';
 import { crc32c } from '@node-rs/crc32';
-import { HvError } from '../../../src/protocol/errors.ts';
-import { Guid } from '../../../src/protocol/guid.ts';
+import fc from 'fast-check';
 import {
   decodeHeader,
   decodeRegionTable,
@@ -20,6 +18,7 @@ import {
   VHDX_BAT_REGION_GUID,
   VHDX_METADATA_REGION_GUID,
 } from '../../../src/disk/vhdx/format.ts';
+import { checkVhdx, VhdxDisk } from '../../../src/disk/vhdx/index.ts';
 import { decodeLogEntry, encodeLogEntry, findActiveSequence } from '../../../src/disk/vhdx/log.ts';
 import {
   decodeMetadata,
@@ -27,7 +26,8 @@ import {
   encodeMetadata,
   encodeParentLocator,
 } from '../../../src/disk/vhdx/metadata.ts';
-import { checkVhdx, VhdxDisk } from '../../../src/disk/vhdx/index.ts';
+import { HvError } from '../../../src/protocol/errors.ts';
+import { Guid } from '../../../src/protocol/guid.ts';
 import { MiB, writeAt } from './helpers.ts';
 
 function total(fn: () => unknown): void {

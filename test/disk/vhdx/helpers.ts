@@ -2,8 +2,9 @@
  * Test-side VHDX byte surgery, written from the spec layout ([MS-VHDX] §2.2–§2.6, VHDX v1.00 §2.3) independently
  * of src/disk/vhdx, so tests can build damaged files and synthetic logs without trusting the code under test.
  */
-import { crc32c } from '@node-rs/crc32';
+
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { crc32c } from '@node-rs/crc32';
 
 export const MiB = 1024 * 1024;
 export const HEADER1 = 64 * 1024;

@@ -10,15 +10,15 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { isHvError } from '../../../src/protocol/errors.ts';
 import { VhdxDisk } from '../../../src/disk/vhdx/index.ts';
+import { isHvError } from '../../../src/protocol/errors.ts';
 import {
   batEntry,
   currentHeader,
   dv,
   filled,
-  headerFields,
   HEADER1,
+  headerFields,
   MiB,
   putEntry,
   readAt,

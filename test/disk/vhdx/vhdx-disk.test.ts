@@ -9,10 +9,10 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { isHvError } from '../../../src/protocol/errors.ts';
 import { batGeometry } from '../../../src/disk/vhdx/bat.ts';
-import { requirePeer } from '../../peers.ts';
 import { checkVhdx, VhdxDisk } from '../../../src/disk/vhdx/index.ts';
+import { isHvError } from '../../../src/protocol/errors.ts';
+import { requirePeer } from '../../peers.ts';
 import {
   BAT_GUID_BYTES,
   batEntry,
@@ -24,9 +24,9 @@ import {
   headerFields,
   META_GUID_BYTES,
   MiB,
-  readAt,
   REGION1,
   REGION2,
+  readAt,
   region,
   reseal,
   setBatEntry,
