@@ -7,14 +7,11 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { Host } from '../../src/host/host.ts';
-import { createVmSessionFactory } from '../../src/host/vm-session.ts';
 import { isHvError } from '../../src/protocol/errors.ts';
-import { hostProfile } from '../../src/vmbus/host-profiles.ts';
+import { openTestHost, until } from '../fixtures/test-host.ts';
 
 const dirs: string[] = [];
 after(async () => {
@@ -22,28 +19,11 @@ after(async () => {
 });
 
 async function running() {
-  const home = await mkdtemp(join(tmpdir(), 'hvis-copy-'));
+  const { home, host } = await openTestHost('hvis-copy-');
   dirs.push(home);
-  const host = await Host.open({
-    home,
-    createSession: createVmSessionFactory({
-      profile: hostProfile('WS2025'),
-      log: () => {},
-      connectTimeoutMs: 10_000,
-    }),
-    log: () => {},
-  });
   const vm = await host.newVm({ name: 'copy1' });
   await vm.start();
   return { home, host, vm };
-}
-
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function sha(path: string): string {

@@ -5,44 +5,24 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
-import { release, tmpdir } from 'node:os';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parsePool } from '../../src/guest/daemons/kvp/pool-file.ts';
-import { Host } from '../../src/host/host.ts';
-import { createVmSessionFactory } from '../../src/host/vm-session.ts';
 import { isHvError } from '../../src/protocol/errors.ts';
-import { hostProfile } from '../../src/vmbus/host-profiles.ts';
-
-async function until(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { openTestHost, until } from '../fixtures/test-host.ts';
 
 test('a running VM exchanges KVP items with our guest daemon', async () => {
-  const home = await mkdtemp(join(tmpdir(), 'hvis-kvp-'));
+  const { home, host } = await openTestHost('hvis-kvp-');
   process.env.HVIS_HOME = home;
-  const host = await Host.open({
-    home,
-    createSession: createVmSessionFactory({
-      profile: hostProfile('WS2025'),
-      log: () => {},
-      connectTimeoutMs: 10_000,
-    }),
-    log: () => {},
-  });
   const vm = await host.newVm({ name: 'kvp1' });
   await vm.start();
   try {
     const svc = () => vm.integrationServices().find((s) => s.Name === 'Key-Value Pair Exchange')!;
-    await until(() => svc().PrimaryStatusDescription === 'OK', 'KVP OK');
+    await until(() => svc().PrimaryStatusDescription === 'OK', 'KVP OK', 15_000);
     assert.equal(svc().ProtocolVersion, '4.0'); // Linux's highest, offered by WS2025
     const ex = vm.kvpExchange();
-    await until(() => ex.intrinsic('OSBuildNumber') !== null, 'intrinsic items');
+    await until(() => ex.intrinsic('OSBuildNumber') !== null, 'intrinsic items', 15_000);
     assert.equal(ex.intrinsic('OSBuildNumber'), release());
     assert.equal(ex.intrinsic('IntegrationServicesVersion'), '3.1');
 
