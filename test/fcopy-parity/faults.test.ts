@@ -18,6 +18,7 @@ import { FcopyHost, hostFcopyOffer } from '../../src/devices/fcopy/host.ts';
 import { CREATE_PATH, DATA_FRAGMENT } from '../../src/protocol/ic/fcopy.ts';
 import { HV_E_FAIL, HV_ERROR_DISK_FULL, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
+import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
 import { requirePeer } from '../peers.ts';
 import { uapiIcStack, until } from './ic-stack.ts';
 
@@ -42,7 +43,7 @@ async function session(kind: 'real' | 'ours', tag: string) {
     prelude:
       'mkdir -p /var/lib/small && mount -t tmpfs -o size=1m fcopyfull /var/lib/small && echo $$ > /var/lib/.pid',
   });
-  const exited = new Promise((r) => child.once('exit', r));
+  const daemon = watchDaemon(child);
   const h = stack.host;
   const call = (send: (cb: (e: Error | null, s: number) => void) => void) =>
     new Promise<number>((res, rej) => send((e, s) => (e ? rej(e) : res(s))));
@@ -70,12 +71,7 @@ async function session(kind: 'real' | 'ours', tag: string) {
     cancel: () => call((cb) => h.cancel(cb)),
     close: async () => {
       await stack.close();
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // gone
-      }
+      await daemon.reap();
     },
   };
 }

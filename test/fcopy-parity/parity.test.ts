@@ -17,6 +17,7 @@ import { FcopyHost, hostFcopyOffer } from '../../src/devices/fcopy/host.ts';
 import { CREATE_PATH, DATA_FRAGMENT, OVER_WRITE } from '../../src/protocol/ic/fcopy.ts';
 import { HV_E_FAIL, HV_ERROR_ALREADY_EXISTS, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
+import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
 import { requirePeer } from '../peers.ts';
 import { uapiIcStack, until } from './ic-stack.ts';
 
@@ -43,7 +44,7 @@ async function runAgainst(kind: 'real' | 'ours'): Promise<Outcome> {
     guest: (ch, toDaemon) => new FcopyGuest(ch, { clock: systemClock, toDaemon }),
   });
   const child = spawnSandboxedDaemon({ kind, service: 'fcopy', socket, state: `${dir}/state` });
-  const exited = new Promise((r) => child.once('exit', r));
+  const daemon = watchDaemon(child);
   const h = stack.host;
   const call = (send: (cb: (e: Error | null, s: number) => void) => void) =>
     new Promise<string>((res, rej) => send((e, s) => (e ? rej(e) : res(hex(s)))));
@@ -91,12 +92,7 @@ async function runAgainst(kind: 'real' | 'ours'): Promise<Outcome> {
     return { steps, file, afterCancel, lastFolder: existsSync(`${dir}/state/fc/a/b`) };
   } finally {
     await stack.close();
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
+    await daemon.reap();
   }
 }
 

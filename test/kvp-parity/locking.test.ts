@@ -17,6 +17,7 @@ import { FileLock } from '../../src/guest/daemons/kvp/file-lock.ts';
 import { KvpPoolFile, parsePool } from '../../src/guest/daemons/kvp/pool-file.ts';
 import { HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import { kvpStack } from '../devices/kvp/stack.ts';
+import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
 import { requirePeer } from '../peers.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/kvp-lock-`);
@@ -28,7 +29,7 @@ async function race(kind: 'real' | 'ours'): Promise<{ host: string[]; guest: str
   writeFakeScripts(`${dir}/scripts`);
   const stack = await kvpStack(socket);
   const child = spawnSandboxedDaemon({ kind, socket, state: `${dir}/state`, scripts: `${dir}/scripts` });
-  const exited = new Promise((r) => child.once('exit', r));
+  const daemon = watchDaemon(child);
   const lock = new FileLock();
   try {
     await stack.daemonRegistered();
@@ -56,12 +57,7 @@ async function race(kind: 'real' | 'ours'): Promise<{ host: string[]; guest: str
   } finally {
     lock.close();
     await stack.close();
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
+    await daemon.reap();
   }
 }
 

@@ -15,6 +15,7 @@ import { parsePool } from '../../src/guest/daemons/kvp/pool-file.ts';
 import { HV_E_FAIL, HV_S_CONT, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import type { KvpRequest } from '../../src/protocol/ic/kvp.ts';
 import { kvpStack } from '../devices/kvp/stack.ts';
+import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
 import { requirePeer } from '../peers.ts';
 
 const GUID = '{f8615163-df3e-46c5-913f-f2d2f965ed0e}';
@@ -112,7 +113,7 @@ async function runAgainst(kind: 'real' | 'ours'): Promise<Outcome> {
     scripts: `${dir}/scripts`,
     deviceId: GUID,
   });
-  const exited = new Promise((r) => child.once('exit', r));
+  const daemon = watchDaemon(child);
   try {
     await stack.daemonRegistered();
     const transcript: Outcome['transcript'] = [];
@@ -125,12 +126,7 @@ async function runAgainst(kind: 'real' | 'ours'): Promise<Outcome> {
     return { transcript, pools, ifcfg: existsSync(f) ? readFileSync(f, 'utf8') : null };
   } finally {
     await stack.close();
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
+    await daemon.reap();
   }
 }
 

@@ -21,6 +21,7 @@ import { HV_E_FAIL, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import { VSS_OP_FREEZE, VSS_OP_THAW } from '../../src/protocol/ic/vss.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
 import { uapiIcStack, until } from '../fcopy-parity/ic-stack.ts';
+import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
 import { requirePeer } from '../peers.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/vss-killed-`);
@@ -50,24 +51,20 @@ async function killWhileFrozen(kind: 'real' | 'ours') {
     env: { HVSHIM_MOUNTS: '/var/lib/fake-mounts', HVSHIM_FAKE_FREEZE: '1' },
     args: ['--freeze', `${MNT}/data`, '--fake-freeze'],
   });
-  let log = '';
-  child.stderr?.on('data', (c: Buffer) => {
-    log += c.toString();
-  });
-  const exited = new Promise((r) => child.once('exit', r));
+  const daemon = watchDaemon(child);
   try {
     await until(
       () => stack.guest.daemonRegistered && stack.host.status.PrimaryStatusDescription === 'OK',
       'the daemon to register',
     );
     const freeze = await stack.host.request(VSS_OP_FREEZE);
-    const frozenLog = [...log.matchAll(/FAKE (FIFREEZE|FITHAW) (\S+)/g)].map((m) => `${m[1]} ${m[2]}`);
+    const frozenLog = daemon.ioctls();
     const beforeKill = emergency.length;
     process.kill(-child.pid!, 'SIGKILL');
-    await exited;
+    await daemon.exited;
     await until(() => !stack.guest.daemonRegistered, 'the guest to see the node closed');
     const thaw = await stack.host.request(VSS_OP_THAW);
-    const finalLog = [...log.matchAll(/FAKE (FIFREEZE|FITHAW) (\S+)/g)].map((m) => `${m[1]} ${m[2]}`);
+    const finalLog = daemon.ioctls();
     return { freeze, frozenLog, finalLog, beforeKill, emergency: emergency.length, thaw };
   } finally {
     await stack.close();
@@ -134,11 +131,7 @@ async function killWithFreezeInFlight(kind: 'real' | 'ours') {
     args: ['--freeze', `${MNT}/data`, '--fake-freeze'],
   });
   pgid = child.pid!;
-  let log = '';
-  child.stderr?.on('data', (c: Buffer) => {
-    log += c.toString();
-  });
-  const exited = new Promise((r) => child.once('exit', r));
+  const daemon = watchDaemon(child);
   try {
     await until(
       () => stack.guest.daemonRegistered && stack.host.status.PrimaryStatusDescription === 'OK',
@@ -148,9 +141,9 @@ async function killWithFreezeInFlight(kind: 'real' | 'ours') {
     await until(() => stoppedAtFreeze, 'the FREEZE to reach the daemon');
     const beforeKill = emergency.length;
     process.kill(-pgid, 'SIGKILL');
-    await exited;
+    await daemon.exited;
     const freeze = await freezing;
-    const ioctls = [...log.matchAll(/FAKE (FIFREEZE|FITHAW) (\S+)/g)].map((m) => `${m[1]} ${m[2]}`);
+    const ioctls = daemon.ioctls();
     return {
       freeze,
       ioctls,

@@ -24,6 +24,7 @@ import {
 } from '../../src/protocol/ic/vss.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
 import { uapiIcStack, until } from '../fcopy-parity/ic-stack.ts';
+import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
 import { requirePeer } from '../peers.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/vss-parity-`);
@@ -64,11 +65,7 @@ async function runAgainst(kind: 'real' | 'ours') {
     env: { HVSHIM_MOUNTS: '/var/lib/fake-mounts', HVSHIM_FAKE_FREEZE: '1' },
     args: ['--freeze', `${MNT}/data`, '--fake-freeze'],
   });
-  let log = '';
-  child.stderr?.on('data', (c: Buffer) => {
-    log += c.toString();
-  });
-  const exited = new Promise((r) => child.once('exit', r));
+  const daemon = watchDaemon(child);
   try {
     await until(
       () => stack.guest.daemonRegistered && stack.host.status.PrimaryStatusDescription === 'OK',
@@ -76,16 +73,11 @@ async function runAgainst(kind: 'real' | 'ours') {
     );
     const seen: Record<string, { status: number; flags: number }> = {};
     for (const [name, op] of SCRIPT) seen[name] = await stack.host.request(op);
-    const ioctls = [...log.matchAll(/FAKE (FIFREEZE|FITHAW) (\S+)/g)].map((m) => `${m[1]} ${m[2]}`);
-    return { seen, ioctls, log };
+    const ioctls = daemon.ioctls();
+    return { seen, ioctls, log: daemon.log };
   } finally {
     await stack.close();
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
+    await daemon.reap();
   }
 }
 

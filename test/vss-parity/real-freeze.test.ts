@@ -27,6 +27,7 @@ import { HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import { VSS_OP_FREEZE, VSS_OP_THAW } from '../../src/protocol/ic/vss.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
 import { uapiIcStack, until } from '../fcopy-parity/ic-stack.ts';
+import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
 import { requirePeer } from '../peers.ts';
 
 const REAL = process.env.HVIS_TEST_REAL_FREEZE === '1';
@@ -80,15 +81,11 @@ async function freezeWithWriter(kind: 'real' | 'ours') {
     env: { HVSHIM_MOUNTS: '/var/lib/fake-mounts', ...(REAL ? {} : { HVSHIM_FAKE_FREEZE: '1' }) },
     args: ['--freeze', MNT, ...(REAL ? [] : ['--fake-freeze'])],
   });
-  let log = '';
-  child.stderr?.on('data', (c: Buffer) => {
-    log += c.toString();
-  });
-  const exited = new Promise((r) => child.once('exit', r));
+  const daemon = watchDaemon(child);
   try {
     await until(
       () => stack.guest.daemonRegistered && stack.host.status.PrimaryStatusDescription === 'OK',
-      `${kind} daemon to register:\n${log}`,
+      `${kind} daemon to register:\n${daemon.log}`,
     );
     const freeze = await stack.host.request(VSS_OP_FREEZE);
     writeFileSync(`${state}/go`, '');
@@ -97,7 +94,7 @@ async function freezeWithWriter(kind: 'real' | 'ours') {
     const writtenWhileFrozen = existsSync(`${state}/written`);
     const thaw = await stack.host.request(VSS_OP_THAW);
     await until(() => existsSync(`${state}/written`), 'the writer to finish after THAW');
-    const ioctls = [...log.matchAll(/(?:FAKE )?(FIFREEZE|FITHAW) (\S+)(?: -> (-?\d+))?/g)].map(
+    const ioctls = [...daemon.log.matchAll(/(?:FAKE )?(FIFREEZE|FITHAW) (\S+)(?: -> (-?\d+))?/g)].map(
       (m) => `${m[1]} ${m[2]}`,
     );
     return {
@@ -106,7 +103,7 @@ async function freezeWithWriter(kind: 'real' | 'ours') {
       writtenWhileFrozen,
       writerExit: readFileSync(`${state}/written`, 'utf8').trim(),
       ioctls,
-      log,
+      log: daemon.log,
     };
   } finally {
     // Thaw first: a frozen fs must not outlive its namespace, and a writer blocked on it cannot be killed.
@@ -127,7 +124,7 @@ async function freezeWithWriter(kind: 'real' | 'ours') {
     } catch {
       // already gone
     }
-    await exited;
+    await daemon.exited;
   }
 }
 
