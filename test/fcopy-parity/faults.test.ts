@@ -19,8 +19,9 @@ import { CREATE_PATH, DATA_FRAGMENT } from '../../src/protocol/ic/fcopy.ts';
 import { HV_E_FAIL, HV_ERROR_DISK_FULL, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
 import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
+import { until } from '../fixtures/until.ts';
 import { requirePeer } from '../peers.ts';
-import { uapiIcStack, until } from './ic-stack.ts';
+import { uapiIcStack } from './ic-stack.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/fcopy-faults-`);
 after(() => rmSync(scratch, { recursive: true, force: true }));

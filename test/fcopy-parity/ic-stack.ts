@@ -4,36 +4,8 @@
  * socket bridge, where a daemon (ours standalone, or Debian's through hvshim) attaches.
  */
 import { GuestUapiService, type UapiDriver } from '../../src/guest/uapi-service.ts';
-import { HvError } from '../../src/protocol/errors.ts';
 import type { ChannelHandler, ChannelIo } from '../../src/vmbus/channel-io.ts';
-
-class AsyncEnd implements ChannelIo {
-  readonly relid = 11;
-  peer: ChannelHandler | null = null;
-  self: ChannelHandler | null = null;
-  other: AsyncEnd | null = null;
-  closed = false;
-  send(type: number, flags: number, transId: number, payload: Uint8Array): boolean {
-    if (this.closed) throw new HvError('HV_ERR_CHANNEL_CLOSED', 'closed');
-    const copy = payload.slice();
-    setImmediate(() => {
-      if (this.closed || !this.peer) return;
-      try {
-        this.peer.onPacket({ type, flags, transId, payload: copy, extHeader: new Uint8Array(0) });
-      } catch (e) {
-        this.close(e as Error);
-      }
-    });
-    return true;
-  }
-  close(reason?: Error): void {
-    for (const e of [this, this.other!]) {
-      if (e.closed) continue;
-      e.closed = true;
-      e.self?.onClose?.(reason);
-    }
-  }
-}
+import { asyncChannelPair } from '../fixtures/async-channel.ts';
 
 export interface UapiIcStack<H, G extends UapiDriver> {
   host: H;
@@ -49,10 +21,9 @@ export async function uapiIcStack<H extends ChannelHandler & { start(): void }, 
   host(ch: ChannelIo): H;
   guest(ch: ChannelIo, toDaemon: (m: Uint8Array) => boolean): G;
 }): Promise<UapiIcStack<H, G>> {
-  const h = new AsyncEnd();
-  const g = new AsyncEnd();
-  h.other = g;
-  g.other = h;
+  const pair = asyncChannelPair(11, (f) => setImmediate(f));
+  const h = pair.host;
+  const g = pair.guest;
   const service = new GuestUapiService<G>({
     path: o.path,
     driver: o.guest,
@@ -62,10 +33,7 @@ export async function uapiIcStack<H extends ChannelHandler & { start(): void }, 
   await service.start();
   const guest = service.attach(g);
   const host = o.host(h);
-  h.self = host;
-  g.self = guest;
-  h.peer = guest;
-  g.peer = host;
+  pair.connect(host, guest);
   host.start();
   return {
     host,
@@ -76,13 +44,4 @@ export async function uapiIcStack<H extends ChannelHandler & { start(): void }, 
       await service.stop();
     },
   };
-}
-
-/** Polls `cond` every 20 ms. @throws Error naming `what` after `ms`. */
-export async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }

@@ -18,8 +18,9 @@ import { CREATE_PATH, DATA_FRAGMENT, OVER_WRITE } from '../../src/protocol/ic/fc
 import { HV_E_FAIL, HV_ERROR_ALREADY_EXISTS, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
 import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
+import { until } from '../fixtures/until.ts';
 import { requirePeer } from '../peers.ts';
-import { uapiIcStack, until } from './ic-stack.ts';
+import { uapiIcStack } from './ic-stack.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/fcopy-parity-`);
 after(() => rmSync(scratch, { recursive: true, force: true }));

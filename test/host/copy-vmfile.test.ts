@@ -11,7 +11,8 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { isHvError } from '../../src/protocol/errors.ts';
-import { openTestHost, until } from '../fixtures/test-host.ts';
+import { openTestHost } from '../fixtures/test-host.ts';
+import { until } from '../fixtures/until.ts';
 
 const dirs: string[] = [];
 after(async () => {

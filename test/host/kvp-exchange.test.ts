@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parsePool } from '../../src/guest/daemons/kvp/pool-file.ts';
 import { isHvError } from '../../src/protocol/errors.ts';
-import { openTestHost, until } from '../fixtures/test-host.ts';
+import { openTestHost } from '../fixtures/test-host.ts';
+import { until } from '../fixtures/until.ts';
 
 test('a running VM exchanges KVP items with our guest daemon', async () => {
   const { home, host } = await openTestHost('hvis-kvp-');

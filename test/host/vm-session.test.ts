@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { Host } from '../../src/host/host.ts';
 import { createVmSessionFactory } from '../../src/host/vm-session.ts';
 import { hostProfile } from '../../src/vmbus/host-profiles.ts';
+import { until } from '../fixtures/until.ts';
 
 const crashing = new URL('./fixtures/crashing-guest.js', import.meta.url);
 
@@ -22,14 +23,6 @@ async function openHost(workerUrl?: URL) {
     log: (vm, m) => logs.push(`${vm}: ${m}`),
   });
   return { host, logs };
-}
-
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 test('a guest worker that crashes after connecting marks its VM Off; the host and its other VM keep running', async () => {

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { test } from 'node:test';
 import { isHvError } from '../../src/protocol/errors.ts';
-import { openTestHost, until } from '../fixtures/test-host.ts';
+import { openTestHost } from '../fixtures/test-host.ts';
+import { until } from '../fixtures/until.ts';
 
 test('Vm.backup: VSS connects by default; fn runs frozen; the thaw comes even when fn throws', async (t) => {
   const { home, host } = await openTestHost('hvis-vss-');

@@ -23,8 +23,9 @@ import {
   VSS_OP_THAW,
 } from '../../src/protocol/ic/vss.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
-import { uapiIcStack, until } from '../fcopy-parity/ic-stack.ts';
+import { uapiIcStack } from '../fcopy-parity/ic-stack.ts';
 import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
+import { until } from '../fixtures/until.ts';
 import { requirePeer } from '../peers.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/vss-parity-`);

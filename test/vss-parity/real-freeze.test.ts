@@ -26,8 +26,9 @@ import { hostVssOffer, VssHost } from '../../src/devices/vss/host.ts';
 import { HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
 import { VSS_OP_FREEZE, VSS_OP_THAW } from '../../src/protocol/ic/vss.ts';
 import { systemClock } from '../../src/vmbus/channel-io.ts';
-import { uapiIcStack, until } from '../fcopy-parity/ic-stack.ts';
+import { uapiIcStack } from '../fcopy-parity/ic-stack.ts';
 import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
+import { until } from '../fixtures/until.ts';
 import { requirePeer } from '../peers.ts';
 
 const REAL = process.env.HVIS_TEST_REAL_FREEZE === '1';

@@ -8,42 +8,8 @@ import { KvpGuest } from '../../../src/devices/kvp/guest.ts';
 import { hostKvpOffer, KvpHost } from '../../../src/devices/kvp/host.ts';
 import { UapiDevNode } from '../../../src/guest/devnode.ts';
 import { HvError } from '../../../src/protocol/errors.ts';
-import {
-  type ChannelHandler,
-  type ChannelIo,
-  type Clock,
-  systemClock,
-} from '../../../src/vmbus/channel-io.ts';
-
-class AsyncEnd implements ChannelIo {
-  readonly relid = 9;
-  peer: ChannelHandler | null = null;
-  closed = false;
-  other: AsyncEnd | null = null;
-  self: ChannelHandler | null = null;
-  send(type: number, flags: number, transId: number, payload: Uint8Array): boolean {
-    if (this.closed) throw new HvError('HV_ERR_CHANNEL_CLOSED', 'closed');
-    const copy = payload.slice();
-    // A microtask, not a macrotask: delivery stays asynchronous (no re-entry into the sender) without an
-    // event-loop turn per packet, which the in-process bench would otherwise measure.
-    queueMicrotask(() => {
-      if (this.closed || !this.peer) return;
-      try {
-        this.peer.onPacket({ type, flags, transId, payload: copy, extHeader: new Uint8Array(0) });
-      } catch (e) {
-        this.other?.close(e as Error);
-      }
-    });
-    return true;
-  }
-  close(reason?: Error): void {
-    for (const e of [this, this.other!]) {
-      if (e.closed) continue;
-      e.closed = true;
-      e.self?.onClose?.(reason);
-    }
-  }
-}
+import { type Clock, systemClock } from '../../../src/vmbus/channel-io.ts';
+import { asyncChannelPair } from '../../fixtures/async-channel.ts';
 
 export interface KvpStack {
   host: KvpHost;
@@ -56,10 +22,9 @@ export interface KvpStack {
 }
 
 export async function kvpStack(socket: string, clock: Clock = systemClock): Promise<KvpStack> {
-  const h = new AsyncEnd();
-  const g = new AsyncEnd();
-  h.other = g;
-  g.other = h;
+  const pair = asyncChannelPair(9);
+  const h = pair.host;
+  const g = pair.guest;
   let guest: KvpGuest | null = null;
   const node = new UapiDevNode('/dev/vmbus/hv_kvp', {
     onWrite: (m) => guest!.onDaemonMessage(m),
@@ -71,10 +36,7 @@ export async function kvpStack(socket: string, clock: Clock = systemClock): Prom
     ready = r;
   });
   const host = new KvpHost(h, { clock, offer: hostKvpOffer('WS2025'), onReady: () => ready() });
-  h.self = host;
-  g.self = guest;
-  h.peer = guest;
-  g.peer = host;
+  pair.connect(host, guest);
   const bridge = await UapiSocketBridge.listen(socket, (p) => {
     if (p !== node.path) throw new HvError('HV_ERR_NOT_FOUND', `no device ${p}`);
     return node.open();
