@@ -5,27 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MessageChannel, Worker } from 'node:worker_threads';
 import { VM_PKT_DATA_INBAND } from '../../src/protocol/vmbus/packet.ts';
 import type { ChannelIo } from '../../src/vmbus/channel-io.ts';
-import { hostProfile } from '../../src/vmbus/host-profiles.ts';
-import { GuestMemory } from '../../src/vmbus/memory.ts';
-import { createSharedSynicBuffer } from '../../src/vmbus/synic-shared.ts';
-import { hostSideOfSharedVm, type SharedVmInit } from '../../src/vmbus/vm-link.ts';
 import { ECHO_CLASS, ECHO_INSTANCE } from './vmbus-fixtures.ts';
+import { workerVm } from './worker-vm.ts';
 
 const PACKETS = 5000;
 
 test('echo across a worker thread: every packet comes back in order', async () => {
-  const memory = new GuestMemory(8 * 2 ** 20);
-  const synicBuffer = createSharedSynicBuffer();
-  const { port1, port2 } = new MessageChannel();
-  const { server, port } = hostSideOfSharedVm({
-    profile: hostProfile('WS2022'),
-    memory,
-    synicBuffer,
-    doorbell: port1,
-  });
+  const vm = workerVm();
+  const { server } = vm;
 
   const echoed: number[] = [];
   let io: ChannelIo | null = null;
@@ -55,11 +44,7 @@ test('echo across a worker thread: every packet comes back in order', async () =
     };
   });
 
-  const init: SharedVmInit = { memoryBuffers: memory.buffers, synicBuffer, doorbell: port2 as never };
-  const worker = new Worker(new URL('./echo-guest-worker.js', import.meta.url), {
-    workerData: init,
-    transferList: [port2],
-  });
+  const worker = vm.startGuest(new URL('./echo-guest-worker.js', import.meta.url), (init) => init);
   try {
     const hello = await new Promise<{ connected?: number; error?: string }>((resolve, reject) => {
       worker.once('message', resolve);
@@ -74,8 +59,6 @@ test('echo across a worker thread: every packet comes back in order', async () =
     assert.equal(server.stats.protocolErrors, 0);
   } finally {
     worker.postMessage('stop');
-    await worker.terminate();
-    port.close();
-    port1.close();
+    await vm.close();
   }
 });

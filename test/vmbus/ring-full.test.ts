@@ -7,12 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MessageChannel, Worker } from 'node:worker_threads';
 import { RING_WORD } from '../../src/protocol/vmbus/ring-control.ts';
 import { hostProfile } from '../../src/vmbus/host-profiles.ts';
-import { GuestMemory } from '../../src/vmbus/memory.ts';
-import { createSharedSynicBuffer } from '../../src/vmbus/synic-shared.ts';
-import { createDeterministicVm, hostSideOfSharedVm, type SharedVmInit } from '../../src/vmbus/vm-link.ts';
+import type { GuestMemory } from '../../src/vmbus/memory.ts';
+import { createDeterministicVm } from '../../src/vmbus/vm-link.ts';
 import {
   type Backlog,
   busy,
@@ -22,6 +20,7 @@ import {
   pingHostDevice,
 } from './flood-fixtures.ts';
 import { ECHO_CLASS, ECHO_INSTANCE } from './vmbus-fixtures.ts';
+import { workerVm } from './worker-vm.ts';
 
 /** pending_send_sz of both rings of the only open channel (guest→host, host→guest). */
 function pendingSendSizes(memory: GuestMemory, ringPfn: number): [number, number] {
@@ -92,15 +91,8 @@ test('deterministic: 3000 near-ring-size packets echoed while each side is froze
 });
 
 test('cross-thread: 20000 near-ring-size packets echoed between a busy worker guest and a busy host, no stall', async () => {
-  const memory = new GuestMemory(8 * 2 ** 20);
-  const synicBuffer = createSharedSynicBuffer();
-  const { port1, port2 } = new MessageChannel();
-  const { server, port } = hostSideOfSharedVm({
-    profile: hostProfile('WS2022'),
-    memory,
-    synicBuffer,
-    doorbell: port1,
-  });
+  const vm = workerVm();
+  const { server } = vm;
   let host: Backlog | null = null;
   server.offer(
     { interfaceType: ECHO_CLASS, instance: ECHO_INSTANCE },
@@ -113,11 +105,11 @@ test('cross-thread: 20000 near-ring-size packets echoed between a busy worker gu
       },
     ),
   );
-  const init: SharedVmInit = { memoryBuffers: memory.buffers, synicBuffer, doorbell: port2 as never };
-  const worker = new Worker(new URL('./ring-full-guest-worker.js', import.meta.url), {
-    workerData: { init, total: 20000, mode: 'flood' },
-    transferList: [port2],
-  });
+  const worker = vm.startGuest(new URL('./ring-full-guest-worker.js', import.meta.url), (init) => ({
+    init,
+    total: 20000,
+    mode: 'flood',
+  }));
   const progress = new Int32Array(new SharedArrayBuffer(4));
   worker.postMessage({ progress: progress.buffer });
   try {
@@ -163,30 +155,21 @@ test('cross-thread: 20000 near-ring-size packets echoed between a busy worker gu
     assert.equal(result.spurious, 0, 'guest onWritable without room');
     assert.equal(server.stats.protocolErrors, 0);
   } finally {
-    await worker.terminate();
-    port.close();
-    port1.close();
+    await vm.close();
   }
 });
 
 test('cross-thread: 20000 round trips with one request outstanding (file copy pattern) between a worker guest and the host, no stall', async () => {
-  const memory = new GuestMemory(8 * 2 ** 20);
-  const synicBuffer = createSharedSynicBuffer();
-  const { port1, port2 } = new MessageChannel();
-  const { server, port } = hostSideOfSharedVm({
-    profile: hostProfile('WS2022'),
-    memory,
-    synicBuffer,
-    doorbell: port1,
-  });
+  const vm = workerVm();
+  const { server } = vm;
   const total = 20000;
   const state = { replies: 0, error: null as string | null, backlog: null as Backlog | null };
   server.offer({ interfaceType: ECHO_CLASS, instance: ECHO_INSTANCE }, pingHostDevice(total, state));
-  const init: SharedVmInit = { memoryBuffers: memory.buffers, synicBuffer, doorbell: port2 as never };
-  const worker = new Worker(new URL('./ring-full-guest-worker.js', import.meta.url), {
-    workerData: { init, total, mode: 'ping' },
-    transferList: [port2],
-  });
+  const worker = vm.startGuest(new URL('./ring-full-guest-worker.js', import.meta.url), (init) => ({
+    init,
+    total,
+    mode: 'ping',
+  }));
   worker.postMessage({ progress: new SharedArrayBuffer(4) });
   try {
     // Done, or stalled: no reply for 5 s (a full run takes about a second).
@@ -210,8 +193,6 @@ test('cross-thread: 20000 round trips with one request outstanding (file copy pa
     assert.equal(h.spurious + g.spurious, 0, 'onWritable without room');
     assert.equal(server.stats.protocolErrors, 0);
   } finally {
-    await worker.terminate();
-    port.close();
-    port1.close();
+    await vm.close();
   }
 });
