@@ -18,11 +18,25 @@ export function newModel(sectors: number): CrashModel {
   return { acked: new Int32Array(sectors), maybe: new Int32Array(sectors) };
 }
 
+/** A small seeded PRNG (mulberry32) returning floats in [0, 1), so a run's kill decisions can be replayed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
 /**
  * Runs `childJs image seed firstId ...extraArgs` and kills it with SIGKILL after at least `minAcks` acknowledged
- * writes, at a random moment (right after a write started, or a few ms after an acknowledgement); with
- * `minAcks` Infinity the child is expected to kill itself. Resolves with the next unused id. Rejects if the
- * child exits any other way.
+ * writes, at a random moment (right after a write started, or a few ms after an acknowledgement; decisions from
+ * `random`); with `minAcks` Infinity the child is expected to kill itself. Resolves with the next unused id once
+ * the child is dead AND its stdout is drained ('close', not 'exit': 'exit' may come before the last lines the
+ * child printed are read, which would verify against a model missing acknowledgements and reuse ids in the next
+ * round). Rejects if the child exits any other way.
  */
 export function runCrashChild(
   childJs: string,
@@ -32,6 +46,7 @@ export function runCrashChild(
   model: CrashModel,
   minAcks: number,
   extraArgs: string[] = [],
+  random: () => number = Math.random,
 ): Promise<number> {
   const child = spawn(process.execPath, [childJs, image, String(seed), String(firstId), ...extraArgs], {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -56,7 +71,7 @@ export function runCrashChild(
         lastId = pending.id;
         for (let s = pending.first; s < pending.first + pending.count; s++)
           model.maybe[s] = pending.kind === 'T' ? -1 : pending.id;
-        if (acks >= minAcks && Math.random() < 0.5) child.kill('SIGKILL');
+        if (acks >= minAcks && random() < 0.5) child.kill('SIGKILL');
       } else if (line[0] === 'A' && pending && Number(line[1]) === pending.id) {
         for (let s = pending.first; s < pending.first + pending.count; s++) {
           model.acked[s] = pending.kind === 'T' ? 0 : pending.id;
@@ -64,13 +79,12 @@ export function runCrashChild(
         }
         pending = null;
         acks++;
-        if (acks >= minAcks && Math.random() < 0.3)
-          setTimeout(() => child.kill('SIGKILL'), Math.random() * 5);
+        if (acks >= minAcks && random() < 0.3) setTimeout(() => child.kill('SIGKILL'), random() * 5);
       }
     }
   });
   return new Promise((resolve, reject) => {
-    child.on('exit', (code, signal) => {
+    child.on('close', (code, signal) => {
       if (signal === 'SIGKILL') resolve(lastId + 1);
       else reject(new Error(`crash child exited with code ${code}`));
     });
@@ -97,7 +111,10 @@ export function findLostWrite(model: CrashModel, buf: Uint8Array, firstSector: n
     const maybe = model.maybe[s]!;
     if (sectorHolds(buf, i * 512, model.acked[s]!, s)) continue;
     if (maybe !== 0 && sectorHolds(buf, i * 512, maybe, s)) continue;
-    return `sector ${s} lost acknowledged write ${model.acked[s]} (in flight: ${maybe})`;
+    const held = new DataView(buf.buffer, buf.byteOffset + i * 512, 512);
+    const words = new Set<string>();
+    for (let o = 0; o < 512; o += 8) words.add(`${held.getUint32(o, true)}/${held.getUint32(o + 4, true)}`);
+    return `sector ${s} lost acknowledged write ${model.acked[s]} (in flight: ${maybe}); it holds id/sector ${[...words].join(', ')}`;
   }
   return null;
 }
