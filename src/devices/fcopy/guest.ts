@@ -22,14 +22,7 @@ import {
   START_FILE_COPY,
   WRITE_TO_FILE,
 } from '../../protocol/ic/fcopy.ts';
-import {
-  HV_E_FAIL,
-  ICMSG_HDR,
-  ICMSG_HDR_LAYOUT,
-  ICMSGHDRFLAG_RESPONSE,
-  ICMSGHDRFLAG_TRANSACTION,
-  ICMSGTYPE_FCOPY,
-} from '../../protocol/ic/icmsg.ts';
+import { HV_E_FAIL, ICMSG_HDR, ICMSGTYPE_FCOPY } from '../../protocol/ic/icmsg.ts';
 import {
   decodeFcopyInt,
   encodeFcopyInt,
@@ -40,7 +33,7 @@ import {
 import { VM_PKT_DATA_INBAND } from '../../protocol/vmbus/packet.ts';
 import { MAX_PIPE_DATA_PAYLOAD, VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
-import { IcGuest, type IcGuestFlavor, type IcSelection } from '../ic/guest.ts';
+import { IcGuest, type IcGuestFlavor, type IcSelection, makeIcEcho } from '../ic/guest.ts';
 
 /** Linux `HV_UTIL_TIMEOUT`: how long the daemon may take to answer, ms. */
 export const FCOPY_DAEMON_TIMEOUT_MS = 30_000;
@@ -248,13 +241,7 @@ export class FcopyGuest implements ChannelHandler {
 
   /** Echoes a request with `status` and TRANSACTION|RESPONSE (Linux `fcopy_respond_to_host`). */
   #replyRaw(bytes: Uint8Array, len: number, transId: number, status: number): void {
-    const at = VMBUSPIPE_HDR.size;
-    new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(
-      at + ICMSG_HDR_LAYOUT.offsets.status,
-      status >>> 0,
-      true,
-    );
-    bytes[at + ICMSG_HDR_LAYOUT.offsets.icflags] = ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_RESPONSE;
+    makeIcEcho(bytes, status);
     if (this.#closed) return;
     // The host may not have consumed our previous reply yet (one 6 KiB echo nearly fills a 16 KiB ring):
     // keep the reply and send it when room appears, in order, instead of losing it.

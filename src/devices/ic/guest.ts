@@ -109,6 +109,22 @@ export function selectIcVersions(
   return framework && message ? { framework, message } : null;
 }
 
+/**
+ * Turns a request as the host sent it (VMBus pipe header, `icmsg_hdr`, body) into its own echo, in place:
+ * `icmsg_hdr.status` = `status` (HRESULT) and icflags = TRANSACTION | RESPONSE. For drivers that answer a
+ * request later, after their daemon did (Linux `kvp_respond_to_host`, `vss_respond_to_host`,
+ * `fcopy_respond_to_host`).
+ */
+export function makeIcEcho(packet: Uint8Array, status: number): void {
+  const at = VMBUSPIPE_HDR.size;
+  new DataView(packet.buffer, packet.byteOffset, packet.byteLength).setUint32(
+    at + ICMSG_HDR_LAYOUT.offsets.status,
+    status >>> 0,
+    true,
+  );
+  packet[at + ICMSG_HDR_LAYOUT.offsets.icflags] = ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_RESPONSE;
+}
+
 /** A request being answered: the service edits `body` and `status` in place; `after` runs once the reply is sent. */
 export interface IcReply {
   /** Writable view of the received body (the echo buffer). */

@@ -15,9 +15,6 @@ import {
   HV_S_CONT,
   HV_S_OK,
   ICMSG_HDR,
-  ICMSG_HDR_LAYOUT,
-  ICMSGHDRFLAG_RESPONSE,
-  ICMSGHDRFLAG_TRANSACTION,
   ICMSGTYPE_KVPEXCHANGE,
   type IcMessage,
   type IcVersion,
@@ -53,7 +50,13 @@ import { writeCStringTruncated } from '../../protocol/uapi/strings.ts';
 import { VM_PKT_DATA_INBAND } from '../../protocol/vmbus/packet.ts';
 import { MAX_PIPE_DATA_PAYLOAD, VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
-import { IcGuest, type IcGuestFlavor, type IcGuestVersions, type IcSelection } from '../ic/guest.ts';
+import {
+  IcGuest,
+  type IcGuestFlavor,
+  type IcGuestVersions,
+  type IcSelection,
+  makeIcEcho,
+} from '../ic/guest.ts';
 
 const v = (major: number, minor: number): IcVersion => ({ major, minor });
 
@@ -232,10 +235,7 @@ export class KvpGuest implements ChannelHandler {
     this.#cancelTimer = null;
     this.#active = null;
     if (this.#closed) return;
-    const h = VMBUSPIPE_HDR.size;
-    const dv = new DataView(this.#pkt.buffer);
-    dv.setUint32(h + ICMSG_HDR_LAYOUT.offsets.status, status >>> 0, true);
-    this.#pkt[h + ICMSG_HDR_LAYOUT.offsets.icflags] = ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_RESPONSE;
+    makeIcEcho(this.#pkt, status);
     this.#ch.send(VM_PKT_DATA_INBAND, 0, this.#transId, this.#pkt.subarray(0, this.#pktLen));
     const next = this.#backlog.shift();
     if (next) {

@@ -14,15 +14,7 @@
  * (Linux's `emergency_thaw_all`, sysrq j); the host's FREEZE (or later THAW) gets HV_E_FAIL.
  */
 import { HvError } from '../../protocol/errors.ts';
-import {
-  HV_E_FAIL,
-  HV_S_OK,
-  ICMSG_HDR,
-  ICMSG_HDR_LAYOUT,
-  ICMSGHDRFLAG_RESPONSE,
-  ICMSGHDRFLAG_TRANSACTION,
-  ICMSGTYPE_VSS,
-} from '../../protocol/ic/icmsg.ts';
+import { HV_E_FAIL, HV_S_OK, ICMSG_HDR, ICMSGTYPE_VSS } from '../../protocol/ic/icmsg.ts';
 import {
   HV_VSS_MSG,
   VSS_HBU_NO_AUTO_RECOVERY,
@@ -36,9 +28,8 @@ import {
 } from '../../protocol/ic/vss.ts';
 import { decodeUapiVssWrite, encodeUapiVssOp, encodeVssRegisterReply } from '../../protocol/uapi/vss.ts';
 import { VM_PKT_DATA_INBAND } from '../../protocol/vmbus/packet.ts';
-import { VMBUSPIPE_HDR } from '../../protocol/vmbus/pipe.ts';
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
-import { IcGuest, type IcGuestFlavor, type IcSelection } from '../ic/guest.ts';
+import { IcGuest, type IcGuestFlavor, type IcSelection, makeIcEcho } from '../ic/guest.ts';
 
 /** Linux `VSS_FREEZE_TIMEOUT` (15 × 60 s) and `HV_UTIL_TIMEOUT` (30 s), ms. */
 export const VSS_FREEZE_TIMEOUT_MS = 15 * 60_000;
@@ -226,9 +217,7 @@ export class VssGuest implements ChannelHandler {
   /** Echoes a request with `status` and TRANSACTION|RESPONSE (Linux `vss_respond_to_host`). */
   #reply(req: Request, status: number): void {
     if (this.#closed) return;
-    const at = VMBUSPIPE_HDR.size;
-    new DataView(req.bytes.buffer).setUint32(at + ICMSG_HDR_LAYOUT.offsets.status, status >>> 0, true);
-    req.bytes[at + ICMSG_HDR_LAYOUT.offsets.icflags] = ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_RESPONSE;
+    makeIcEcho(req.bytes, status);
     // 40-byte replies in a 16 KiB ring the host drains: a full ring means a broken host; Linux loses it too.
     this.#ch.send(VM_PKT_DATA_INBAND, 0, req.transId, req.bytes);
   }
