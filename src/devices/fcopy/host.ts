@@ -47,7 +47,6 @@ export class FcopyHost implements ChannelHandler {
   #cancelTimer: (() => void) | null = null;
   /** A request the ring had no room for, retried from onWritable. */
   #unsent: ((buf: Uint8Array, off: number) => number) | null = null;
-  #retryArmed = false;
   /** What the outstanding request is (and its file offset, or -1), for the timeout message. */
   #what = '';
   #whatOffset = -1;
@@ -130,22 +129,8 @@ export class FcopyHost implements ChannelHandler {
 
   onWritable(): void {
     const fill = this.#unsent;
-    if (!fill) return;
-    if (this.#ic.send(fill)) this.#unsent = null;
-    else this.#armRetry();
-  }
-
-  /**
-   * Retries a blocked request on a short timer too: a reader that freed the room between our failed write
-   * and our pending_send_sz store never signals (see the report on src/vmbus/ring-channel.ts `send`).
-   */
-  #armRetry(): void {
-    if (this.#retryArmed) return;
-    this.#retryArmed = true;
-    this.#clock.setTimer(1, () => {
-      this.#retryArmed = false;
-      this.onWritable();
-    });
+    // Refused again: the channel calls onWritable once more when the request fits (pending_send_sz).
+    if (fill && this.#ic.send(fill)) this.#unsent = null;
   }
 
   onClose(reason?: Error): void {
@@ -170,10 +155,7 @@ export class FcopyHost implements ChannelHandler {
     this.#what = what;
     this.#whatOffset = fileOffset;
     this.#cancelTimer = this.#clock.setTimer(this.#timeoutMs, this.#onTimeout);
-    if (!this.#ic.send(fill)) {
-      this.#unsent = fill;
-      this.#armRetry();
-    }
+    if (!this.#ic.send(fill)) this.#unsent = fill;
   }
 
   #settle(err: HvError | null, status: number): void {
