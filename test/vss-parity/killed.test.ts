@@ -14,7 +14,6 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, test } from 'node:test';
-import { spawnSandboxedDaemon } from '../../src/bridges/uapi/sandbox.ts';
 import { VssGuest } from '../../src/devices/vss/guest.ts';
 import { hostVssOffer, VssHost } from '../../src/devices/vss/host.ts';
 import { HV_E_FAIL, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
@@ -24,10 +23,10 @@ import { uapiIcStack } from '../fcopy-parity/ic-stack.ts';
 import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
 import { until } from '../fixtures/until.ts';
 import { requirePeer } from '../peers.ts';
+import { MNT, spawnFakeFreezeVss, vssRegistered } from './fake-freeze-daemon.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/vss-killed-`);
 after(() => rmSync(scratch, { recursive: true, force: true }));
-const MNT = '/var/lib/vssmnt';
 
 async function killWhileFrozen(kind: 'real' | 'ours') {
   const dir = `${scratch}/${kind}`;
@@ -42,22 +41,10 @@ async function killWhileFrozen(kind: 'real' | 'ours') {
     guest: (ch, toDaemon) =>
       new VssGuest(ch, { clock: systemClock, toDaemon, onOrphanedFreeze: () => emergency.push(Date.now()) }),
   });
-  const child = spawnSandboxedDaemon({
-    kind,
-    service: 'vss',
-    socket,
-    state: `${dir}/state`,
-    stderr: 'pipe',
-    prelude: `mkdir -p ${MNT}/data && mount -t tmpfs -o size=1m vssdata ${MNT}/data`,
-    env: { HVSHIM_MOUNTS: '/var/lib/fake-mounts', HVSHIM_FAKE_FREEZE: '1' },
-    args: ['--freeze', `${MNT}/data`, '--fake-freeze'],
-  });
+  const child = spawnFakeFreezeVss(kind, { socket, state: `${dir}/state`, mounts: ['data'] });
   const daemon = watchDaemon(child);
   try {
-    await until(
-      () => stack.guest.daemonRegistered && stack.host.status.PrimaryStatusDescription === 'OK',
-      'the daemon to register',
-    );
+    await vssRegistered(stack);
     const freeze = await stack.host.request(VSS_OP_FREEZE);
     const frozenLog = daemon.ioctls();
     const beforeKill = emergency.length;
@@ -121,23 +108,11 @@ async function killWithFreezeInFlight(kind: 'real' | 'ours') {
         onOrphanedFreeze: () => emergency.push(Date.now()),
       }),
   });
-  const child = spawnSandboxedDaemon({
-    kind,
-    service: 'vss',
-    socket,
-    state: `${dir}/state`,
-    stderr: 'pipe',
-    prelude: `mkdir -p ${MNT}/data && mount -t tmpfs -o size=1m vssdata ${MNT}/data`,
-    env: { HVSHIM_MOUNTS: '/var/lib/fake-mounts', HVSHIM_FAKE_FREEZE: '1' },
-    args: ['--freeze', `${MNT}/data`, '--fake-freeze'],
-  });
+  const child = spawnFakeFreezeVss(kind, { socket, state: `${dir}/state`, mounts: ['data'] });
   pgid = child.pid!;
   const daemon = watchDaemon(child);
   try {
-    await until(
-      () => stack.guest.daemonRegistered && stack.host.status.PrimaryStatusDescription === 'OK',
-      'the daemon to register',
-    );
+    await vssRegistered(stack);
     const freezing = stack.host.request(VSS_OP_FREEZE);
     await until(() => stoppedAtFreeze, 'the FREEZE to reach the daemon');
     const beforeKill = emergency.length;

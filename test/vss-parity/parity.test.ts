@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, test } from 'node:test';
-import { spawnSandboxedDaemon } from '../../src/bridges/uapi/sandbox.ts';
 import { VssGuest } from '../../src/devices/vss/guest.ts';
 import { hostVssOffer, VssHost } from '../../src/devices/vss/host.ts';
 import { HV_E_FAIL, HV_S_OK } from '../../src/protocol/ic/icmsg.ts';
@@ -25,12 +24,11 @@ import {
 import { systemClock } from '../../src/vmbus/channel-io.ts';
 import { uapiIcStack } from '../fcopy-parity/ic-stack.ts';
 import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
-import { until } from '../fixtures/until.ts';
 import { requirePeer } from '../peers.ts';
+import { MNT, spawnFakeFreezeVss, vssRegistered } from './fake-freeze-daemon.ts';
 
 const scratch = mkdtempSync(`${tmpdir()}/vss-parity-`);
 after(() => rmSync(scratch, { recursive: true, force: true }));
-const MNT = '/var/lib/vssmnt';
 const SCRIPT: [string, number][] = [
   ['HOT_BACKUP', VSS_OP_HOT_BACKUP],
   ['FREEZE', VSS_OP_FREEZE],
@@ -56,22 +54,14 @@ async function runAgainst(kind: 'real' | 'ours') {
     host: (ch) => new VssHost(ch, { clock: systemClock, offer: hostVssOffer('WS2022') }),
     guest: (ch, toDaemon) => new VssGuest(ch, { clock: systemClock, toDaemon }),
   });
-  const child = spawnSandboxedDaemon({
-    kind,
-    service: 'vss',
+  const child = spawnFakeFreezeVss(kind, {
     socket,
     state: `${dir}/state`,
-    stderr: 'pipe',
-    prelude: `for d in data efi ro run; do mkdir -p ${MNT}/$d && mount -t tmpfs -o size=1m vss$d ${MNT}/$d; done`,
-    env: { HVSHIM_MOUNTS: '/var/lib/fake-mounts', HVSHIM_FAKE_FREEZE: '1' },
-    args: ['--freeze', `${MNT}/data`, '--fake-freeze'],
+    mounts: ['data', 'efi', 'ro', 'run'],
   });
   const daemon = watchDaemon(child);
   try {
-    await until(
-      () => stack.guest.daemonRegistered && stack.host.status.PrimaryStatusDescription === 'OK',
-      'the daemon to register',
-    );
+    await vssRegistered(stack);
     const seen: Record<string, { status: number; flags: number }> = {};
     for (const [name, op] of SCRIPT) seen[name] = await stack.host.request(op);
     const ioctls = daemon.ioctls();

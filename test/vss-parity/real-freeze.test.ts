@@ -30,6 +30,7 @@ import { uapiIcStack } from '../fcopy-parity/ic-stack.ts';
 import { watchDaemon } from '../fixtures/sandboxed-daemon.ts';
 import { until } from '../fixtures/until.ts';
 import { requirePeer } from '../peers.ts';
+import { vssRegistered } from './fake-freeze-daemon.ts';
 
 const REAL = process.env.HVIS_TEST_REAL_FREEZE === '1';
 const ZRAM = '/sys/block/zram0';
@@ -84,10 +85,7 @@ async function freezeWithWriter(kind: 'real' | 'ours') {
   });
   const daemon = watchDaemon(child);
   try {
-    await until(
-      () => stack.guest.daemonRegistered && stack.host.status.PrimaryStatusDescription === 'OK',
-      `${kind} daemon to register:\n${daemon.log}`,
-    );
+    await vssRegistered(stack, `${kind} daemon to register:\n${daemon.log}`);
     const freeze = await stack.host.request(VSS_OP_FREEZE);
     writeFileSync(`${state}/go`, '');
     // Long enough for a 64 KiB write to land were the fs not frozen; the writer is polled every 50 ms.
