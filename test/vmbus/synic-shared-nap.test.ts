@@ -6,21 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { createSharedSynicBuffer, type DoorbellPort, SharedSynicPort } from '../../src/vmbus/synic-shared.ts';
-
-function counting(port: MessagePort): DoorbellPort & { rings: number } {
-  const d = {
-    rings: 0,
-    postMessage(v: unknown) {
-      d.rings++;
-      port.postMessage(v);
-    },
-    on: (e: 'message', l: (v: unknown) => void) => port.on(e, l),
-    off: (e: 'message', l: (v: unknown) => void) => port.off(e, l),
-  };
-  return d;
-}
+import { MessageChannel } from 'node:worker_threads';
+import { createSharedSynicBuffer, SharedSynicPort } from '../../src/vmbus/synic-shared.ts';
+import { counting } from './vmbus-fixtures.ts';
 
 /** Guest signals event 1; the host's handler answers in a microtask with event 2, which the guest counts. */
 async function exchange(napMicros: number, rounds: number) {

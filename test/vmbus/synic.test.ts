@@ -5,14 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel } from 'node:worker_threads';
 import {
   HV_STATUS_INSUFFICIENT_BUFFERS,
   HV_STATUS_INVALID_CONNECTION_ID,
   HV_STATUS_SUCCESS,
 } from '../../src/protocol/vmbus/constants.ts';
 import { DeterministicSynic, type SynicHandler } from '../../src/vmbus/synic.ts';
-import { createSharedSynicBuffer, type DoorbellPort, SharedSynicPort } from '../../src/vmbus/synic-shared.ts';
+import { createSharedSynicBuffer, SharedSynicPort } from '../../src/vmbus/synic-shared.ts';
+import { counting } from './vmbus-fixtures.ts';
 
 function recorder() {
   const r = { messages: [] as [number, number[]][], events: [] as number[], slotFree: 0 };
@@ -51,19 +52,6 @@ test('deterministic SynIC: connection ids, queue limit with slot-free, coalesced
   s.freeze('host', false);
   assert.equal(s.run(), 1);
 });
-
-function counting(port: MessagePort): DoorbellPort & { rings: number } {
-  const d = {
-    rings: 0,
-    postMessage(v: unknown) {
-      d.rings++;
-      port.postMessage(v);
-    },
-    on: (e: 'message', l: (v: unknown) => void) => port.on(e, l),
-    off: (e: 'message', l: (v: unknown) => void) => port.off(e, l),
-  };
-  return d;
-}
 
 test('shared SynIC: a burst costs one doorbell, order is kept, full queues retry on slot-free', async () => {
   const sab = createSharedSynicBuffer(4);

@@ -3,11 +3,13 @@
  * packet back) and a guest driver that records what it receives.
  */
 
+import type { MessagePort } from 'node:worker_threads';
 import { Guid } from '../../src/protocol/guid.ts';
 import { VM_PKT_DATA_INBAND } from '../../src/protocol/vmbus/packet.ts';
 import type { ChannelHandler, ChannelIo, IncomingPacket } from '../../src/vmbus/channel-io.ts';
 import type { GuestOffer, VmbusDriver } from '../../src/vmbus/client.ts';
 import type { OpenInfo } from '../../src/vmbus/server.ts';
+import type { DoorbellPort } from '../../src/vmbus/synic-shared.ts';
 
 export { VM_PKT_DATA_INBAND } from '../../src/protocol/vmbus/packet.ts';
 
@@ -59,4 +61,18 @@ export class RecordingDriver implements VmbusDriver {
     this.io.delete(offer.relid);
     this.detached.push({ offer, reason });
   }
+}
+
+/** A doorbell over `port` that counts the messages it posts (`rings`): each one is a wake-up the SynIC paid for. */
+export function counting(port: MessagePort): DoorbellPort & { rings: number } {
+  const d = {
+    rings: 0,
+    postMessage(v: unknown) {
+      d.rings++;
+      port.postMessage(v);
+    },
+    on: (e: 'message', l: (v: unknown) => void) => port.on(e, l),
+    off: (e: 'message', l: (v: unknown) => void) => port.off(e, l),
+  };
+  return d;
 }
