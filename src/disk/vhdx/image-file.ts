@@ -4,32 +4,13 @@
  */
 import { type FileHandle, open } from 'node:fs/promises';
 import { HvError } from '../../protocol/errors.ts';
+import { mapSourcePages } from '../file-io.ts';
 import type { LogWrite } from './log.ts';
 
 function ioError(e: unknown, path: string, what: string): HvError {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return new HvError('HV_ERR_NOT_FOUND', `${path}: no such file`);
   return new HvError('HV_ERR_IO', `${path}: ${what} failed: ${(e as Error).message}`);
-}
-
-/** Where {@link mapSourcePages} stores what it read, so the reads are not optimized away. */
-const sink = { touched: 0 };
-
-/**
- * Reads one byte of every 4 KiB page of `buf`, so each page is mapped before the kernel copies from it.
- * Why: Linux's buffered write copies from user memory with page faults disabled; at an unmapped source page it
- * commits the bytes copied so far, faults the page in and goes on, checking for a fatal signal in between. A
- * buffer whose pages were never touched (a fresh zero-filled ArrayBuffer: calloc'd, mapped lazily) therefore
- * lets a SIGKILL end the write at a source page boundary, and ArrayBuffer data does not start on a page (glibc
- * puts 16 bytes of chunk header first), so that boundary falls inside a 512-byte sector of the file: the sector
- * is left half old, half new. With every source page mapped the copy stops only at file page boundaries, which
- * are sector boundaries. Cost: one load per 4 KiB.
- */
-function mapSourcePages(buf: Uint8Array): void {
-  let x = 0;
-  for (let i = 0; i < buf.length; i += 4096) x |= buf[i]!;
-  if (buf.length > 0) x |= buf[buf.length - 1]!;
-  sink.touched = x;
 }
 
 export class ImageFile {
