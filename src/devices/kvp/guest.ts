@@ -2,8 +2,14 @@
  * KVP IC, guest kernel side: Linux drivers/hv/hv_kvp.c. Each host request becomes one `hv_kvp_msg` for the
  * user-space daemon (UTF-16 → UTF-8, sizes recomputed), one transaction at a time; the daemon's answer is
  * converted back (UTF-8 → UTF-16, sizes = 2 × (units + 1), value_type REG_SZ) and sent to the host as the
- * echo of the request. No daemon registered → HV_E_FAIL at once; no answer in `HV_UTIL_TIMEOUT` (30 s) →
- * HV_E_FAIL; the daemon closing its device mid-transaction → HV_E_FAIL (Linux `kvp_on_reset`).
+ * echo of the request. Until a daemon first registers, every host packet (the NEGOTIATE first) is held unread,
+ * so the host's first requests find a daemon (Linux `hv_kvp_onchannelcallback`, "delay to not lose
+ * messages"): registration answers them; `HV_UTIL_NEGO_TIMEOUT` (55 s, under WS2016's 60 s negotiate timeout,
+ * Linux d7edd31b) without one answers them anyway. After that, no daemon → HV_E_FAIL at once (Linux
+ * 4.9–4.13; since a3ade8cc Linux keeps holding packets whenever no daemon is registered and its 55 s work only
+ * re-polls, which our host would see as a 35 s request timeout instead of the HV_E_FAIL it reports as a fault).
+ * No answer in `HV_UTIL_TIMEOUT` (30 s) → HV_E_FAIL; the daemon closing its device mid-transaction →
+ * HV_E_FAIL (Linux `kvp_on_reset`). fcopy and VSS answer NEGOTIATE at once (hv_fcopy.c, hv_snapshot.c).
  * Register handshake: the daemon writes REGISTER1 (100) (or legacy REGISTER 4); the driver answers a
  * message with the same operation and `kvp_register.version = "3.1"` (`HV_DRV_VERSION`).
  * Versions (Linux `fw_versions`, `kvp_versions`): framework 3.0, 1.0; message 4.0, 3.0, 1.0.
@@ -69,6 +75,9 @@ export const LINUX_KVP_VERSIONS: IcGuestVersions = {
 /** `HV_UTIL_TIMEOUT`: seconds the driver waits for the daemon. */
 export const HV_UTIL_TIMEOUT_MS = 30_000;
 
+/** `HV_UTIL_NEGO_TIMEOUT` (drivers/hv/hyperv_vmbus.h): seconds host packets wait for a first daemon, in ms. */
+export const HV_UTIL_NEGO_TIMEOUT_MS = 55_000;
+
 export interface KvpGuestOptions {
   clock: Clock;
   /** Hands one `hv_kvp_msg` to the daemon; false when no daemon holds the device or one is unread. */
@@ -76,6 +85,8 @@ export interface KvpGuestOptions {
   flavor?: IcGuestFlavor;
   /** Daemon timeout, ms (default 30 000). */
   timeoutMs?: number;
+  /** How long host packets wait for a first daemon before being answered anyway, ms (default 55 000). */
+  negoTimeoutMs?: number;
 }
 
 /** Driver-side state, for diagnostics (`lsvmbus`-like views and tests). */
@@ -102,6 +113,10 @@ export class KvpGuest implements ChannelHandler {
   readonly #backlog: Backlog[] = [];
   #closed = false;
   #lastTransId = 0;
+  /** Linux `host_negotiatied`: 'wait' until a first daemon registers or the nego timeout fires. */
+  #nego: 'idle' | 'wait' | 'done' = 'idle';
+  #cancelNego: (() => void) | null = null;
+  #draining = false;
 
   constructor(ch: ChannelIo, o: KvpGuestOptions) {
     this.#ch = ch;
@@ -126,9 +141,16 @@ export class KvpGuest implements ChannelHandler {
   }
 
   onPacket(pkt: IncomingPacket): void {
+    if (this.#registered === 'no' && this.#nego === 'idle') {
+      this.#nego = 'wait';
+      this.#cancelNego = this.#o.clock.setTimer(this.#o.negoTimeoutMs ?? HV_UTIL_NEGO_TIMEOUT_MS, () => {
+        this.#cancelNego = null;
+        this.#endNegoWait();
+      });
+    }
     // Keep our own copy: the answer may come long after IcGuest's buffer was reused.
-    if (this.#active && pkt.payload.length <= this.#pkt.length) {
-      // Linux leaves the packet in the ring until the transaction ends; we hold at most a few.
+    if ((this.#active || this.#nego === 'wait') && pkt.payload.length <= this.#pkt.length) {
+      // Linux leaves the packet in the ring until it can serve it; we hold at most a few.
       if (this.#backlog.length >= 8)
         throw new HvError('HV_ERR_PROTOCOL', 'host sent KVP requests without waiting for answers');
       this.#backlog.push({ transId: pkt.transId, bytes: pkt.payload.slice() });
@@ -140,6 +162,8 @@ export class KvpGuest implements ChannelHandler {
 
   onClose(reason?: Error): void {
     this.#closed = true;
+    this.#cancelNego?.();
+    this.#cancelNego = null;
     this.#cancelTimer?.();
     this.#active = null;
     this.#ic.onClose(reason);
@@ -157,6 +181,7 @@ export class KvpGuest implements ChannelHandler {
       const r = newKvpMsg(op, 0, this.#toDaemon);
       putKvpRegisterVersion(r, HV_DRV_VERSION);
       this.#o.toDaemon(r);
+      this.#endNegoWait(); // Linux kvp_register_done: cancel the nego work, poll the channel
       return;
     }
     const req = this.#active;
@@ -181,6 +206,39 @@ export class KvpGuest implements ChannelHandler {
   onDaemonRelease(): void {
     this.#registered = 'no';
     if (this.#active) this.#respond(HV_E_FAIL);
+  }
+
+  /** The first daemon registered or the nego timeout fired: serve what the host sent meanwhile. */
+  #endNegoWait(): void {
+    this.#cancelNego?.();
+    this.#cancelNego = null;
+    if (this.#nego === 'done') return;
+    this.#nego = 'done';
+    this.#drain();
+  }
+
+  /** Serves held packets in order until one waits for the daemon. Not re-entered: IcGuest's buffer is in use. */
+  #drain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      this.#drainLoop();
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  #drainLoop(): void {
+    for (let next = this.#backlog.shift(); next; next = this.#active ? undefined : this.#backlog.shift()) {
+      this.#lastTransId = next.transId;
+      this.#ic.onPacket({
+        type: VM_PKT_DATA_INBAND,
+        flags: 0,
+        transId: next.transId,
+        payload: next.bytes,
+        extHeader: new Uint8Array(0),
+      });
+    }
   }
 
   #onRequest(msg: IcMessage): void {
@@ -237,16 +295,6 @@ export class KvpGuest implements ChannelHandler {
     if (this.#closed) return;
     makeIcEcho(this.#pkt, status);
     this.#ch.send(VM_PKT_DATA_INBAND, 0, this.#transId, this.#pkt.subarray(0, this.#pktLen));
-    const next = this.#backlog.shift();
-    if (next) {
-      this.#lastTransId = next.transId;
-      this.#ic.onPacket({
-        type: VM_PKT_DATA_INBAND,
-        flags: 0,
-        transId: next.transId,
-        payload: next.bytes,
-        extHeader: new Uint8Array(0),
-      });
-    }
+    this.#drain();
   }
 }

@@ -1,12 +1,13 @@
 /**
  * The guest KVP driver's faults, host ⇄ driver over the in-memory loopback with a manual clock and a scripted
- * daemon: no daemon → HV_E_FAIL at once; the daemon dying mid-transaction → HV_E_FAIL, and a daemon that comes
+ * daemon: the host's NEGOTIATE waits for a first daemon (answered when it registers, or after
+ * HV_UTIL_NEGO_TIMEOUT, 55 s); after that no daemon → HV_E_FAIL at once; the daemon dying mid-transaction → HV_E_FAIL, and a daemon that comes
  * back is served; no answer within HV_UTIL_TIMEOUT (30 s) → HV_E_FAIL; a late answer is refused (EINVAL);
  * a truncated request closes the channel.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KvpGuest } from '../../../src/devices/kvp/guest.ts';
+import { HV_UTIL_NEGO_TIMEOUT_MS, KvpGuest } from '../../../src/devices/kvp/guest.ts';
 import { hostKvpOffer, KvpHost, type KvpResult } from '../../../src/devices/kvp/host.ts';
 import { UapiDevNode } from '../../../src/guest/devnode.ts';
 import { isHvError } from '../../../src/protocol/errors.ts';
@@ -30,22 +31,48 @@ function setup() {
   );
   lb.host.start();
   lb.pump();
-  assert.equal(lb.host.ready, true);
   return { clock, node, lb };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
 
-async function register(node: UapiDevNode) {
+async function register(node: UapiDevNode, lb: { pump(): void; host: KvpHost }) {
   const f = node.open();
   f.write(newKvpMsg(100, 0));
   const reply = await f.read();
   assert.equal(reply[0], 100);
+  lb.pump();
+  assert.equal(lb.host.ready, true);
   return f;
 }
 
-test('no daemon: the host gets HV_E_FAIL at once; a daemon that registers is then served', async () => {
-  const { node, lb } = setup();
+test('the NEGOTIATE waits for the first daemon, so the first request reaches it instead of failing', async () => {
+  const { clock, node, lb } = setup();
+  clock.advance(HV_UTIL_NEGO_TIMEOUT_MS - 1, () => lb.pump());
+  assert.equal(lb.host.ready, false);
+  assert.equal(lb.guestCh.sent.length, 0);
+  const f = await register(node, lb);
+  const p = lb.host.request({
+    operation: 1,
+    pool: 3,
+    key: 'VirtualMachineName',
+    value: { type: 'string', value: 'vm' },
+  });
+  lb.pump();
+  const m = await f.read();
+  assert.deepEqual([getKvpValue(m).key, getKvpValue(m).value], ['VirtualMachineName', 'vm']);
+  setKvpMsgError(m, HV_S_OK);
+  f.write(m);
+  lb.pump();
+  assert.equal((await p).status, HV_S_OK);
+  clock.advance(HV_UTIL_NEGO_TIMEOUT_MS, () => lb.pump()); // the cancelled nego timer answers nothing more
+  assert.equal(lb.guestCh.sent.length, 2);
+});
+
+test('no daemon within 55 s: the NEGOTIATE is answered, requests get HV_E_FAIL at once; a daemon that registers is then served', async () => {
+  const { clock, node, lb } = setup();
+  clock.advance(HV_UTIL_NEGO_TIMEOUT_MS, () => lb.pump());
+  assert.equal(lb.host.ready, true);
   let r: KvpResult | null = null;
   void lb.host.request({ operation: 3, pool: 0, index: 0 }).then((x) => {
     r = x;
@@ -54,7 +81,7 @@ test('no daemon: the host gets HV_E_FAIL at once; a daemon that registers is the
   await tick();
   assert.equal(r!.status, HV_E_FAIL);
 
-  const f = await register(node);
+  const f = await register(node, lb);
   const p = lb.host.request({ operation: 1, pool: 0, key: 'K', value: { type: 'string', value: 'V' } });
   lb.pump();
   const m = await f.read();
@@ -67,7 +94,7 @@ test('no daemon: the host gets HV_E_FAIL at once; a daemon that registers is the
 
 test('a daemon that dies mid-transaction fails it with HV_E_FAIL; its late answer is refused; a new daemon works', async () => {
   const { node, lb } = setup();
-  const f = await register(node);
+  const f = await register(node, lb);
   const p = lb.host.request({ operation: 1, pool: 1, key: 'K', value: { type: 'string', value: 'V' } });
   lb.pump();
   const m = await f.read();
@@ -79,7 +106,7 @@ test('a daemon that dies mid-transaction fails it with HV_E_FAIL; its late answe
     (e) => isHvError(e, 'HV_ERR_CHANNEL_CLOSED'),
   );
 
-  const f2 = await register(node);
+  const f2 = await register(node, lb);
   const p2 = lb.host.request({ operation: 2, pool: 1, key: 'K' });
   lb.pump();
   const m2 = await f2.read();
@@ -91,7 +118,7 @@ test('a daemon that dies mid-transaction fails it with HV_E_FAIL; its late answe
 
 test('no answer within 30 s: HV_E_FAIL; the answer that comes later is refused (EINVAL)', async () => {
   const { clock, node, lb } = setup();
-  const f = await register(node);
+  const f = await register(node, lb);
   const p = lb.host.request({ operation: 3, pool: 0, index: 0 });
   lb.pump();
   const m = await f.read();
@@ -113,8 +140,8 @@ test('no answer within 30 s: HV_E_FAIL; the answer that comes later is refused (
 });
 
 test('a second opener of the node gets EBUSY; a short message from the daemon is EINVAL', async () => {
-  const { node } = setup();
-  const f = await register(node);
+  const { node, lb } = setup();
+  const f = await register(node, lb);
   assert.throws(
     () => node.open(),
     (e) => isHvError(e, 'HV_ERR_INVALID_STATE') && /EBUSY/.test((e as Error).message),
@@ -126,7 +153,8 @@ test('a second opener of the node gets EBUSY; a short message from the daemon is
 });
 
 test('a KVP request too short for its operation closes the channel, not the process', () => {
-  const { lb } = setup();
+  const { clock, lb } = setup();
+  clock.advance(HV_UTIL_NEGO_TIMEOUT_MS, () => lb.pump());
   // A SET body of 10 bytes: header fine, record missing.
   lb.hostCh.send(
     6,

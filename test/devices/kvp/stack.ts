@@ -30,7 +30,8 @@ export async function kvpStack(socket: string, clock: Clock = systemClock): Prom
     onWrite: (m) => guest!.onDaemonMessage(m),
     onRelease: () => guest!.onDaemonRelease(),
   });
-  guest = new KvpGuest(g, { clock, toDaemon: (m) => node.send(m) });
+  // Negotiate without waiting for a daemon (HV_UTIL_NEGO_TIMEOUT 0), so callers see a missing one as HV_E_FAIL.
+  guest = new KvpGuest(g, { clock, toDaemon: (m) => node.send(m), negoTimeoutMs: 0 });
   let ready: () => void = () => {};
   const negotiated = new Promise<void>((r) => {
     ready = r;

@@ -52,25 +52,59 @@ test('continueInChild during writes: parent is a consistent prefix, child has ev
   });
   const child = join(dir, 'sys_cp.avhdx');
   const WRITERS = 4;
+  /** Acknowledged writes each writer must make before the switch and after it (events, not wall time). */
+  const PROGRESS = 8;
+  /** While the switch runs, a writer pauses after this many more writes, so none runs out of its 512 blocks. */
+  const SWAP_BUDGET = 64;
   const acked: number[][] = Array.from({ length: WRITERS }, () => []);
   const ackedBeforeSwap: number[] = [];
+  const ackedAfterSwap: number[] = [];
+  // Each acknowledged write re-checks the waiters: the test moves on when every writer has signalled.
+  const waiters: { ready(): boolean; resolve(): void }[] = [];
+  const signal = () => {
+    for (const x of waiters.splice(0)) {
+      if (x.ready()) x.resolve();
+      else waiters.push(x);
+    }
+  };
+  const everyWriter = (minAcked: (w: number) => number) =>
+    new Promise<void>((resolve) => {
+      const ready = () => acked.every((a, w) => a.length >= minAcked(w));
+      if (ready()) resolve();
+      else waiters.push({ ready, resolve });
+    });
+  let swapDone: () => void = () => {};
+  const swapped = new Promise<void>((r) => {
+    swapDone = r;
+  });
+  let swapping = false;
   try {
     await client.connect();
     await guest.ready;
     const disk = guest.disks()[0]!;
     let stop = false;
-    const writers = Array.from({ length: WRITERS }, async (_, w) => {
-      for (let seq = 0; !stop && seq < 500; seq++) {
-        await disk.write(new Uint8Array(4096).fill(seq + 1), (w * 512 + seq) * 4096);
-        acked[w]!.push(seq);
-      }
-    });
-    await new Promise((r) => setTimeout(r, 30));
+    const writers = Promise.all(
+      Array.from({ length: WRITERS }, async (_, w) => {
+        for (let seq = 0; !stop && seq < 500; seq++) {
+          if (swapping && seq >= ackedBeforeSwap[w]! + SWAP_BUDGET) await swapped;
+          await disk.write(new Uint8Array(4096).fill(seq + 1), (w * 512 + seq) * 4096);
+          acked[w]!.push(seq);
+          signal();
+        }
+      }),
+    );
+    // A failing writer rejects `writers` and ends the wait instead of leaving it pending.
+    const until = (p: Promise<void>) => Promise.race([p, writers.then(() => {})]);
+    await until(everyWriter(() => PROGRESS));
     for (let w = 0; w < WRITERS; w++) ackedBeforeSwap.push(acked[w]!.length);
+    swapping = true;
     await storage.continueInChild(0, 0, child);
-    await new Promise((r) => setTimeout(r, 30));
+    for (let w = 0; w < WRITERS; w++) ackedAfterSwap.push(acked[w]!.length);
+    swapping = false;
+    swapDone();
+    await until(everyWriter((w) => ackedAfterSwap[w]! + PROGRESS));
     stop = true;
-    await Promise.all(writers);
+    await writers;
     assert.ok(storage.diskForPath(child), 'the drive now runs on the child');
   } finally {
     await storage.close();
@@ -85,7 +119,7 @@ test('continueInChild during writes: parent is a consistent prefix, child has ev
   try {
     for (let w = 0; w < WRITERS; w++) {
       assert.ok(
-        ackedBeforeSwap[w]! > 0 && acked[w]!.length > ackedBeforeSwap[w]!,
+        ackedBeforeSwap[w]! >= PROGRESS && acked[w]!.length >= ackedAfterSwap[w]! + PROGRESS,
         `writer ${w} wrote before and after`,
       );
       let prefix = 0;
