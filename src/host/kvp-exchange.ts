@@ -76,6 +76,8 @@ export class KvpExchange {
   #fault: string | null = null;
   #cancel: (() => void) | null = null;
   #refreshing = false;
+  /** A refresh was asked for while one ran (e.g. the service reconnected): run another after it. */
+  #again = false;
   /** True once every host item reached the guest since its daemon last failed. */
   #pushed = false;
 
@@ -171,8 +173,13 @@ export class KvpExchange {
 
   /** Re-reads the guest pools and NIC info now. Failures only set the fault. */
   async refresh(): Promise<void> {
-    if (this.#refreshing || !this.#dev?.ready) return;
+    if (this.#refreshing) {
+      this.#again = true;
+      return;
+    }
+    if (!this.#dev?.ready) return;
     this.#refreshing = true;
+    this.#again = false;
     try {
       if (!this.#pushed) await this.#pushAll();
       this.#guest = await this.#enumerate(KVP_POOL_GUEST, 'guest');
@@ -207,6 +214,8 @@ export class KvpExchange {
     } finally {
       this.#refreshing = false;
     }
+    // A reconnect during this refresh must still get its push; the running one may have used the old channel.
+    if (this.#again) await this.refresh();
   }
 
   /** Items of one source (host items are what the host set; the others as last read from the guest). */
