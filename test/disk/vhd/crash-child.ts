@@ -1,8 +1,6 @@
 /**
  * Crash-test writer for dynamic VHDs (run from dist/ as a child process by crash.test.ts):
- * `crash-child.js <image> <seed> <firstId> [<k> <phase>]` opens the VHD and, forever, writes (or trims) a random
- * range then flushes, telling the parent on stdout before ("B kind offset length id") and after the flush
- * ("A id"). Every sector of write `id` holds u32 `id` then u32 sector number (little-endian), repeated.
+ * `crash-child.js <image> <seed> <firstId> [<k> <phase>]` opens the VHD and runs test/disk/crash-writer.ts.
  * With `k`, the process kills itself (SIGKILL) at its k-th file write: before it (`before`), after writing a
  * part of it ending at a 4 KiB file offset (`torn`, what
  * a kill inside pwrite leaves), or right after it (`after`), so every step of
@@ -10,15 +8,10 @@
  */
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
+import { writeForever, xorshift } from '../crash-writer.ts';
 
 const [path, seedText, firstIdText, killAtText, phase] = process.argv.slice(2);
-let seed = Number(seedText) >>> 0 || 1;
-function rand(n: number): number {
-  seed ^= seed << 13;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  return (seed >>> 0) % n;
-}
+const rand = xorshift(seedText);
 
 if (killAtText) {
   const killAt = Number(killAtText);
@@ -43,27 +36,4 @@ if (killAtText) {
 
 const { VhdDisk } = await import('../../../src/disk/vhd/vhd-disk.ts');
 const disk = await VhdDisk.open(path!);
-const sectors = disk.size / 512;
-let id = Number(firstIdText ?? 1);
-for (;;) {
-  const count = 1 + rand(384);
-  const first = rand(sectors - count);
-  const trim = rand(6) === 0;
-  process.stdout.write(`B ${trim ? 'T' : 'W'} ${first * 512} ${count * 512} ${id}\n`);
-  if (trim) {
-    await disk.trim(first * 512, count * 512);
-  } else {
-    const buf = new Uint8Array(count * 512);
-    const dv = new DataView(buf.buffer);
-    for (let s = 0; s < count; s++) {
-      for (let o = 0; o < 512; o += 8) {
-        dv.setUint32(s * 512 + o, id, true);
-        dv.setUint32(s * 512 + o + 4, first + s, true);
-      }
-    }
-    await disk.write(buf, first * 512);
-  }
-  await disk.flush();
-  process.stdout.write(`A ${id}\n`);
-  id++;
-}
+await writeForever(disk, rand, { firstId: Number(firstIdText ?? 1), maxSectors: 384, trimOneIn: 6 });
