@@ -16,6 +16,7 @@ import { resizeDisk } from '../../../src/disk/ops/resize.ts';
 import { testDisk } from '../../../src/disk/ops/test.ts';
 import { isHvError } from '../../../src/protocol/errors.ts';
 import { requirePeer } from '../../peers.ts';
+import { libvhdiHash, ourHash } from '../hashes.ts';
 
 const qemuImg = requirePeer('qemu-img', 'qemu-utils');
 const qemuIo = requirePeer('qemu-io', 'qemu-utils');
@@ -44,33 +45,6 @@ function qemuHas(file: string, byte: number, off: number, len: number): void {
     r.status === 0 && !/Pattern verification failed/.test(r.stdout + r.stderr),
     `${file}: ${r.stdout}${r.stderr}`,
   );
-}
-
-/** SHA-256 of the disk as libvhdi reads it (leaf first, parents after), block-aligned 64 KiB reads. */
-function libvhdiHash(chain: string[]): string {
-  const script = `
-import sys, hashlib, pyvhdi
-fs = [pyvhdi.file() for _ in sys.argv[1:]]
-for f, p in zip(fs, sys.argv[1:]): f.open(p)
-for i in range(len(fs) - 1): fs[i].set_parent(fs[i + 1])
-f = fs[0]; n = f.get_media_size(); h = hashlib.sha256(); off = 0
-while off < n:
-    k = min(65536, n - off); h.update(f.read_buffer_at_offset(k, off)); off += k
-print(h.hexdigest())`;
-  return execFileSync('/usr/bin/python3', ['-c', script, ...chain], { encoding: 'utf8' }).trim();
-}
-
-async function ourHash(file: string): Promise<string> {
-  const d = await openDisk(file, { readOnly: true });
-  const h = createHash('sha256');
-  const buf = new Uint8Array(MiB);
-  for (let p = 0; p < d.size; p += buf.length) {
-    const n = Math.min(buf.length, d.size - p);
-    await d.read(buf.subarray(0, n), p);
-    h.update(buf.subarray(0, n));
-  }
-  await d.close();
-  return h.digest('hex');
 }
 
 async function fill(file: string, byte: number, off: number, len: number): Promise<void> {
