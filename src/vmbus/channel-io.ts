@@ -29,6 +29,14 @@ export interface ChannelIo {
   send(type: number, flags: number, transId: number, payload: Uint8Array, extHeader?: Uint8Array): boolean;
   /** Closes this channel (protocol error or orderly); the device's `onClose` runs once. */
   close(reason?: Error): void;
+  /**
+   * Busy-polling, for a device that expects the peer's next packet within a few µs (a request/reply
+   * stream such as fcopy fragments): after each drain of the incoming ring the channel keeps
+   * interrupt_mask = 1 (so the peer does not signal, Linux hv_begin_read) and watches write_index for up to
+   * `spinMicros` µs before unmasking. A peer answering inside that window costs no interrupt on either
+   * side. 0 turns it off. A no-op when the peer shares this thread (spinning would only stall it).
+   */
+  busyPoll?(spinMicros: number): void;
 }
 
 /** A device's callbacks for one channel. Exceptions thrown here close the channel, never the process. */

@@ -688,6 +688,7 @@ export class VmbusClient {
       view.subarray(d.sendRingBytes),
       () => this.#synic.signalEvent(offer.connectionId),
       (reason) => this.#ringClosed(ch, ring, reason),
+      this.#synic.peerRunsConcurrently === true,
     );
     ch.ring = ring;
     ch.state = 'open';

@@ -10,10 +10,35 @@
  * fires once, from the interrupt the peer raises when free space crosses pending_send_sz, and only when the
  * refused packet fits; pending_send_sz is cleared then (OpenVMM outgoing ring, Linux hv_sock/netvsc).
  * A ProtocolError from the ring or an exception from the device closes this channel only.
+ *
+ * Busy-polling ({@link RingChannel.busyPoll}) keeps interrupt_mask = 1 after a drain and watches
+ * write_index for a short window, so a request/reply stream between two threads runs with almost no
+ * interrupts (a cross-thread wake-up costs 25-55 µs here; a handoff through shared memory while both poll,
+ * well under 1 µs). If this drain sent something, the peer is working on it and the channel spins right
+ * away; if not, our own answer may still be coming (a promise), so the poll runs after this turn of the
+ * event loop (setImmediate). It stays bounded: one drain spins at most {@link BUSY_POLL_DRAIN_CAP_MS} before
+ * yielding to the event loop (and polling again after it, as NAPI re-schedules its poll), and after
+ * {@link BUSY_POLL_MISSES} empty windows in a row it rests for a number of drains that doubles while the
+ * peer stays slow (a daemon behind a socket is not worth a spinning CPU).
  */
 import { HvError } from '../protocol/errors.ts';
 import type { ChannelHandler, ChannelIo } from './channel-io.ts';
 import { PacketView, RING_WRITE_FULL, RING_WRITE_SIGNAL, RingReader, RingWriter } from './ring.ts';
+
+/** Longest a single drain of one channel may busy-poll before it returns to the event loop, ms. */
+export const BUSY_POLL_DRAIN_CAP_MS = 2;
+/** Empty spin windows in a row after which busy-polling rests. */
+export const BUSY_POLL_MISSES = 3;
+/**
+ * Drains without spinning after {@link BUSY_POLL_MISSES} empty windows: the first rest is this long, each
+ * further one without a packet caught in between twice as long, up to {@link BUSY_POLL_REST_MAX}.
+ */
+export const BUSY_POLL_REST = 2;
+export const BUSY_POLL_REST_MAX = 64;
+
+const SPIN_IDLE = 0;
+const SPIN_MORE = 1;
+const SPIN_CAPPED = 2;
 
 /** Counters of one channel. */
 export interface RingChannelStats {
@@ -45,6 +70,13 @@ export class RingChannel implements ChannelIo {
   #closed = false;
   #held = true;
   #heldSignal = false;
+  /** Busy-poll window in ms (0 = off), and whether the peer runs on another thread at all. */
+  #spinMs = 0;
+  readonly #mayPoll: boolean;
+  #misses = 0;
+  #rest = 0;
+  #restLen = BUSY_POLL_REST;
+  #pollPending = false;
   /** Ring bytes the oldest refused packet needs (len8 × 8 + 8), 0 when no send is waiting. */
   #need = 0;
   #draining = false;
@@ -53,6 +85,7 @@ export class RingChannel implements ChannelIo {
    * @param outRing control page + data of the ring this side writes; `inRing` the one it reads.
    * @param signal raises the peer's interrupt for this channel.
    * @param onClosed runs once after close (owner bookkeeping: CLOSECHANNEL, rescind...).
+   * @param peerRunsConcurrently the peer reads and writes from another thread (busy-polling is allowed).
    * @throws HvError HV_ERR_INVALID_ARGUMENT for a bad ring shape; ProtocolError for corrupt ring indexes.
    */
   constructor(
@@ -61,8 +94,10 @@ export class RingChannel implements ChannelIo {
     inRing: Uint8Array,
     signal: () => void,
     onClosed: (reason: Error | undefined) => void,
+    peerRunsConcurrently = false,
   ) {
     this.relid = relid;
+    this.#mayPoll = peerRunsConcurrently;
     this.#writer = new RingWriter(outRing);
     this.#reader = new RingReader(inRing);
     this.#signal = signal;
@@ -110,6 +145,16 @@ export class RingChannel implements ChannelIo {
     return true;
   }
 
+  /** See {@link ChannelIo.busyPoll}. Turning it on while idle starts a poll at once (the peer may answer soon). */
+  busyPoll(spinMicros: number): void {
+    if (!this.#mayPoll) return;
+    this.#spinMs = Math.max(0, spinMicros) / 1000;
+    if (this.#spinMs === 0 || this.#draining || this.#pollPending || this.#rest !== 0) return;
+    if (this.#closed || this.#handler === null || this.#held) return;
+    this.#reader.beginPolling();
+    this.#pollSoon();
+  }
+
   /** Handles this channel's interrupt: drain the incoming ring, and wake a blocked sender. */
   onInterrupt(): void {
     if (this.#closed || this.#handler === null || this.#held || this.#draining) return;
@@ -118,17 +163,39 @@ export class RingChannel implements ChannelIo {
     try {
       const reader = this.#reader;
       const pkt = this.#pkt;
+      const started = this.#spinMs !== 0 ? performance.now() : 0;
       for (;;) {
+        const sent = this.stats.packetsOut;
         reader.beginPolling();
         while (!this.#closed && reader.read(pkt)) {
           this.stats.packetsIn++;
+          // Busy-polling means a request/reply stream: free the request's room before the device answers,
+          // so the peer's next request fits at once (Linux vmbus_recvpacket also commits per packet).
+          if (this.#spinMs !== 0 && reader.commit()) this.#raise();
           this.#handler.onPacket(pkt);
         }
         if (this.#closed) return;
         if (reader.commit()) this.#raise();
+        this.#checkWritable();
+        if (this.#closed) return;
+        if (this.#spinMs !== 0 && this.#rest === 0) {
+          // Something went out in this pass: the peer is working on it, wait here. Nothing went out: our
+          // answer may still be on its way (a promise), so let this turn of the event loop end first.
+          if (this.stats.packetsOut === sent) {
+            this.#pollSoon();
+            return;
+          }
+          const next = this.#spin(started);
+          if (next === SPIN_MORE) continue;
+          if (next === SPIN_CAPPED) {
+            // Budget used up while the stream still flows: yield to the event loop and poll again right
+            // after, interrupt_mask still 1, as NAPI re-schedules its poll instead of re-enabling interrupts.
+            this.#pollSoon();
+            return;
+          }
+        } else if (this.#rest > 0) this.#rest--;
         if (reader.endPolling() === 0) break;
       }
-      this.#checkWritable();
     } catch (e) {
       this.close(e instanceof Error ? e : new Error(String(e)));
     } finally {
@@ -174,6 +241,59 @@ export class RingChannel implements ChannelIo {
     }
     return r;
   }
+
+  /**
+   * Spins (interrupt_mask still 1) until the peer publishes a packet or frees the room a refused send
+   * waits for, at most the window and never past the drain's budget.
+   * @returns SPIN_MORE when there is something to do; SPIN_IDLE to unmask and wait for interrupts again;
+   *   SPIN_CAPPED when the drain's budget ran out first.
+   */
+  #spin(started: number): number {
+    const now = performance.now();
+    const cap = started + BUSY_POLL_DRAIN_CAP_MS;
+    if (now >= cap) return SPIN_CAPPED;
+    const end = Math.min(now + this.#spinMs, cap);
+    const reader = this.#reader;
+    const writer = this.#writer;
+    for (let i = 1; ; i++) {
+      if (reader.bytesAvailableToRead() !== 0) break;
+      if (this.#need !== 0 && writer.bytesAvailableToWrite() > this.#need) break;
+      if ((i & 63) === 0 && performance.now() > end) {
+        if (end >= cap) return SPIN_CAPPED;
+        if (++this.#misses >= BUSY_POLL_MISSES) {
+          this.#misses = 0;
+          this.#rest = this.#restLen;
+          this.#restLen = Math.min(this.#restLen * 2, BUSY_POLL_REST_MAX);
+        }
+        return SPIN_IDLE;
+      }
+    }
+    this.#misses = 0;
+    this.#restLen = BUSY_POLL_REST;
+    return SPIN_MORE;
+  }
+
+  /** Polls again after this turn of the event loop, interrupt_mask still 1 (see {@link RingChannel.onInterrupt}). */
+  #pollSoon(): void {
+    if (this.#pollPending) return;
+    this.#pollPending = true;
+    setImmediate(this.#poll);
+  }
+
+  readonly #poll = (): void => {
+    this.#pollPending = false;
+    if (this.#closed || this.#draining) return;
+    try {
+      if (this.#spinMs !== 0 && this.#spin(performance.now()) === SPIN_MORE) {
+        this.onInterrupt();
+        return;
+      }
+      // Nothing came: unmask, then drain what raced in before the unmask (hv_end_read).
+      if (this.#reader.endPolling() !== 0 || this.#need !== 0) this.onInterrupt();
+    } catch (e) {
+      this.close(e instanceof Error ? e : new Error(String(e)));
+    }
+  };
 
   /** After an interrupt: fire onWritable once the refused packet fits, never before (pending stays set). */
   #checkWritable(): void {

@@ -581,6 +581,7 @@ export class VmbusServer {
         rings.up,
         () => this.#synic.signalEvent(c.relid),
         (reason) => this.#ringClosed(c, ring, reason),
+        this.#synic.peerRunsConcurrently === true,
       );
       const info: OpenInfo = {
         relid: c.relid,

@@ -90,6 +90,7 @@ export function createSharedSynicBuffer(slots = SYNIC_DEFAULT_QUEUE_SLOTS): Shar
  * the guest worker wraps the same SAB with `'guest'` and the other end.
  */
 export class SharedSynicPort implements SynicPort {
+  readonly peerRunsConcurrently = true;
   readonly #w: Int32Array;
   readonly #bytes: Uint8Array;
   readonly #dv: DataView;

@@ -49,6 +49,11 @@ export interface SynicPort {
   listen(handler: SynicHandler): void;
   /** Host side only: the message connection ids the host listens on (HvPostMessage ports). */
   setConnectionIds(ids: readonly number[]): void;
+  /**
+   * True when the peer runs on another thread, so a ring reader may busy-poll for the peer's next packet
+   * (RingChannel.busyPoll); false or absent when both sides share one thread and spinning would stall it.
+   */
+  readonly peerRunsConcurrently?: boolean;
 }
 
 /** Guest→host connection ids a host listens on are small numbers; one u32 mask covers 0..31. */
