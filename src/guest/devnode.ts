@@ -71,6 +71,7 @@ class NodeFile implements UapiFile {
   readonly #driver: DevNodeDriver;
   #pending: Uint8Array | null = null;
   #waiter: { res(m: Uint8Array): void; rej(e: Error): void } | null = null;
+  #listener: { onMessage(m: Uint8Array): void; onClose(): void } | null = null;
   #closed = false;
 
   constructor(node: UapiDevNode, driver: DevNodeDriver) {
@@ -84,6 +85,10 @@ class NodeFile implements UapiFile {
 
   deliver(msg: Uint8Array): boolean {
     if (this.#closed || this.#pending) return false;
+    if (this.#listener) {
+      this.#listener.onMessage(msg);
+      return true;
+    }
     const copy = msg.slice();
     if (this.#waiter) {
       const w = this.#waiter;
@@ -91,6 +96,17 @@ class NodeFile implements UapiFile {
       w.res(copy);
     } else this.#pending = copy;
     return true;
+  }
+
+  listen(onMessage: (msg: Uint8Array) => void, onClose: () => void): void {
+    if (this.#closed) {
+      onClose();
+      return;
+    }
+    this.#listener = { onMessage, onClose };
+    const m = this.#pending;
+    this.#pending = null;
+    if (m) onMessage(m);
   }
 
   read(): Promise<Uint8Array> {
@@ -120,7 +136,10 @@ class NodeFile implements UapiFile {
     this.#pending = null;
     this.#waiter?.rej(this.#closedError());
     this.#waiter = null;
+    const l = this.#listener;
+    this.#listener = null;
     this.#node.released(this);
+    l?.onClose();
   }
 
   #closedError(): HvError {

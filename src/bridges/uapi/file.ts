@@ -12,6 +12,13 @@ export interface UapiFile {
    * @throws HvError `HV_ERR_INVALID_ARGUMENT` when the kernel rejects it (EINVAL), `HV_ERR_CHANNEL_CLOSED` after close.
    */
   write(msg: Uint8Array): void;
+  /**
+   * In-process files only (a daemon running in the guest kernel's thread): from now on each kernel message is
+   * handed to `onMessage` synchronously, as the kernel sends it, instead of through `read()` — the view is
+   * valid only during the call, and a reply written from inside it reaches the driver at once. `onClose`
+   * runs once when the file closes. Absent on files behind a socket.
+   */
+  listen?(onMessage: (msg: Uint8Array) => void, onClose: () => void): void;
   /** Releases the device (the kernel resets the service's daemon state, like the last close of the node). */
   close(): void;
   readonly closed: boolean;
