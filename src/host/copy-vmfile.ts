@@ -38,7 +38,7 @@ const HRESULT_TEXT: Record<number, string> = {
 };
 
 /** Bytes read from the source per readSync (a multiple of DATA_FRAGMENT). */
-const READ_AHEAD = 171 * DATA_FRAGMENT; // ~1 MiB
+const READ_AHEAD = 32 * DATA_FRAGMENT; // 192 KiB: one read stays well inside the guest's busy-poll window
 
 const hex = (s: number) => `0x${(s >>> 0).toString(16).toUpperCase().padStart(8, '0')}`;
 

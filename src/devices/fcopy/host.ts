@@ -19,6 +19,12 @@ import { ICMSGTYPE_FCOPY, type IcMessage } from '../../protocol/ic/icmsg.ts';
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
 import { hostIcOffer, IcHost, type IcOffer, type IcStatus } from '../ic/host.ts';
 
+/**
+ * Busy-poll window while fragments stream: an in-process guest daemon answers in a few µs, far less than
+ * an interrupt's wake-up; a slower guest makes the channel stop spinning by itself (ring-channel.ts).
+ */
+const STREAM_SPIN_MICROS = 100;
+
 /** Called with the guest's `icmsg_hdr.status` (HRESULT), or an HvError when no answer came. */
 export type FcopyCallback = (err: HvError | null, status: number) => void;
 
@@ -41,6 +47,7 @@ export function hostFcopyOffer(profile: string): IcOffer {
 /** The fcopy device on one host channel. */
 export class FcopyHost implements ChannelHandler {
   readonly #ic: IcHost;
+  readonly #ch: ChannelIo;
   readonly #clock: Clock;
   readonly #timeoutMs: number;
   #cb: FcopyCallback | null = null;
@@ -62,6 +69,7 @@ export class FcopyHost implements ChannelHandler {
   };
 
   constructor(ch: ChannelIo, opts: FcopyHostOptions) {
+    this.#ch = ch;
     this.#clock = opts.clock;
     this.#timeoutMs = opts.responseTimeoutMs ?? 60_000;
     this.#ic = new IcHost(ch, {
@@ -102,6 +110,7 @@ export class FcopyHost implements ChannelHandler {
    * @throws HvError `HV_ERR_INVALID_STATE` before negotiation or while a request is outstanding.
    */
   write(fileOffset: number, fill: (buf: Uint8Array, at: number) => number, cb: FcopyCallback): void {
+    this.#ch.busyPoll?.(STREAM_SPIN_MICROS);
     this.#request(
       'WRITE_TO_FILE',
       (buf, off) => {
@@ -115,11 +124,13 @@ export class FcopyHost implements ChannelHandler {
 
   /** COMPLETE_FCOPY (header only). */
   complete(cb: FcopyCallback): void {
+    this.#ch.busyPoll?.(0);
     this.#request('COMPLETE_FCOPY', (buf, off) => encodeFcopyHdr(COMPLETE_FCOPY, buf, off), cb);
   }
 
   /** CANCEL_FCOPY (header only). */
   cancel(cb: FcopyCallback): void {
+    this.#ch.busyPoll?.(0);
     this.#request('CANCEL_FCOPY', (buf, off) => encodeFcopyHdr(CANCEL_FCOPY, buf, off), cb);
   }
 

@@ -84,3 +84,22 @@ export function freezeIoctl(fd: number, op: 'freeze' | 'thaw'): void {
     throw new ErrnoError(op === 'freeze' ? 'FIFREEZE' : 'FITHAW', libcErrno());
   }
 }
+
+/** `sync_file_range` flag: start writeback of the range's dirty pages, do not wait (linux/fs.h). */
+export const SYNC_FILE_RANGE_WRITE = 2;
+type SyncFileRange = (fd: number, offset: number, nbytes: number, flags: number) => number;
+let syncFileRange: SyncFileRange | null = null;
+
+/**
+ * `sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)`: starts writing `nbytes` bytes at `offset`
+ * (bytes) to disk without waiting, so a later fsync finds most of the file already written. Advisory:
+ * failures are ignored (the fsync that follows is what makes the data durable).
+ */
+export function startWriteback(fd: number, offset: number, nbytes: number): void {
+  try {
+    syncFileRange ??= libcFunction<SyncFileRange>('int sync_file_range(int, int64_t, int64_t, unsigned int)');
+    syncFileRange(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE);
+  } catch {
+    // no koffi or no such call: the final fsync does all the work
+  }
+}

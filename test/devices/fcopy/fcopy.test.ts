@@ -236,3 +236,39 @@ test('the daemon going away mid-copy fails the waiting request and leaves no par
   );
   assert.deepEqual(readdirSync(dir), []);
 });
+
+test('fragments that arrive out of order land at their offsets (gathered writes are flushed at a gap)', () => {
+  const { lb, call } = setup();
+  const dir = join(root, 'unordered');
+  const data = randomBytes(DATA_FRAGMENT * 5 + 123);
+  assert.equal(
+    call((cb) =>
+      lb.host.startFileCopy(
+        { fileName: 'u', pathName: dir, copyFlags: CREATE_PATH, fileSize: data.length },
+        cb,
+      ),
+    ),
+    HV_S_OK,
+  );
+  for (const i of [0, 1, 3, 2, 5, 4]) {
+    const off = i * DATA_FRAGMENT;
+    const n = Math.min(DATA_FRAGMENT, data.length - off);
+    const s = call((cb) =>
+      lb.host.write(
+        off,
+        (buf, at) => {
+          buf.set(data.subarray(off, off + n), at);
+          return n;
+        },
+        cb,
+      ),
+    );
+    assert.equal(s, HV_S_OK);
+  }
+  assert.equal(
+    call((cb) => lb.host.complete(cb)),
+    HV_S_OK,
+  );
+  const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+  assert.equal(sha(readFileSync(join(dir, 'u'))), sha(data));
+});

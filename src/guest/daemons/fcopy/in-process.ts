@@ -14,6 +14,30 @@ import { FcopyDaemon, type FcopyDaemonOptions } from './daemon.ts';
 export async function serveFcopy(file: UapiFile, opts: FcopyDaemonOptions = {}): Promise<void> {
   const daemon = new FcopyDaemon(opts);
   const reply = new Uint8Array(FCOPY_INT_MSG);
+  if (file.listen) {
+    // In the kernel's thread: answer each request inside the driver's call, so a fragment costs no
+    // event-loop turn (the driver and the host can then busy-poll through a whole copy).
+    await new Promise<void>((resolve) => {
+      let first = true;
+      const answer = (status: number) => {
+        try {
+          file.write(encodeFcopyInt(status, reply));
+        } catch {
+          file.close();
+        }
+      };
+      file.listen?.((msg) => {
+        if (first) {
+          first = false;
+          if (msg.length === FCOPY_INT_MSG) return;
+        }
+        answer(daemon.handle(msg));
+      }, resolve);
+      answer(FCOPY_CURRENT_VERSION);
+    });
+    daemon.close();
+    return;
+  }
   try {
     file.write(encodeFcopyInt(FCOPY_CURRENT_VERSION, reply));
     let first = true;
