@@ -122,6 +122,14 @@ export class KvpExchange {
     });
   }
 
+  /**
+   * One KVP request to the guest's daemon, by the same path as the cmdlets' (diagnostics, bench/kvp).
+   * @throws (rejects) as {@link KvpHost.request}; HvError `HV_ERR_INVALID_STATE` when the service is not connected.
+   */
+  request(r: Parameters<KvpHost['request']>[0]): Promise<KvpResult> {
+    return this.#req(r);
+  }
+
   async #req(r: Parameters<KvpHost['request']>[0]): Promise<KvpResult> {
     const dev = this.#dev;
     if (!dev?.ready)

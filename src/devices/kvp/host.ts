@@ -54,9 +54,13 @@ interface Queued {
   reject(e: Error): void;
 }
 
+/** Busy-poll window while a request waits for its reply, µs. */
+const REPLY_SPIN_MICROS = 100;
+
 /** The KVP device on one host channel. */
 export class KvpHost implements ChannelHandler {
   readonly #ic: IcHost;
+  readonly #ch: ChannelIo;
   readonly #o: KvpHostOptions;
   readonly #queue: Queued[] = [];
   readonly #scratch = new Uint8Array(KVP_IC_BODY.sizes.ip);
@@ -64,6 +68,7 @@ export class KvpHost implements ChannelHandler {
   #closed = false;
 
   constructor(ch: ChannelIo, o: KvpHostOptions) {
+    this.#ch = ch;
     this.#o = o;
     this.#ic = new IcHost(ch, {
       icmsgtype: ICMSGTYPE_KVPEXCHANGE,
@@ -151,6 +156,9 @@ export class KvpHost implements ChannelHandler {
       this.#next();
     });
     this.#inflight = { ...q, cancel };
+    // A daemon in the guest kernel's thread answers in a few µs: poll for it instead of waiting for its
+    // interrupt (the channel stops by itself for a slower daemon, ring-channel.ts).
+    this.#ch.busyPoll?.(REPLY_SPIN_MICROS);
   }
 
   #onReply(m: IcMessage): void {
@@ -158,6 +166,7 @@ export class KvpHost implements ChannelHandler {
     if (!f) return; // a late answer after our timeout
     this.#inflight = null;
     f.cancel();
+    if (this.#queue.length === 0) this.#ch.busyPoll?.(0);
     const r: KvpResult = { status: m.hdr.status, key: '', value: '', ip: null };
     try {
       if (r.status === HV_S_OK) {
