@@ -68,9 +68,12 @@ export class FcopyGuest implements ChannelHandler {
   readonly #ic: IcGuest;
   readonly #clock: Clock;
   readonly #timeoutMs: number;
-  /** The request being served (its bytes are echoed in the reply). */
-  readonly #cur = new Uint8Array(MAX_PIPE_DATA_PAYLOAD + VMBUSPIPE_HDR.size);
-  readonly #curView = new DataView(this.#cur.buffer);
+  /**
+   * The request being served (its bytes are echoed in the reply): the received packet itself while the
+   * daemon answers inside our call, else a copy in `#own` (the packet buffer is reused by the next read).
+   */
+  #cur: Uint8Array;
+  readonly #own = new Uint8Array(MAX_PIPE_DATA_PAYLOAD + VMBUSPIPE_HDR.size);
   #curLen = 0;
   #curTransId = 0;
   #pending = false;
@@ -90,6 +93,7 @@ export class FcopyGuest implements ChannelHandler {
 
   constructor(ch: ChannelIo, opts: FcopyGuestOptions) {
     this.#ch = ch;
+    this.#cur = this.#own;
     this.#clock = opts.clock;
     this.#timeoutMs = opts.daemonTimeoutMs ?? FCOPY_DAEMON_TIMEOUT_MS;
     this.#toDaemon = opts.toDaemon;
@@ -115,10 +119,14 @@ export class FcopyGuest implements ChannelHandler {
           this.#queue.push({ bytes: pkt.payload.slice(), len: pkt.payload.length, transId: pkt.transId });
           return;
         }
-        this.#cur.set(pkt.payload);
+        this.#cur = pkt.payload;
         this.#curLen = pkt.payload.length;
         this.#curTransId = pkt.transId;
         this.#serve();
+        if (this.#pending && this.#cur === pkt.payload) {
+          this.#own.set(pkt.payload);
+          this.#cur = this.#own;
+        }
       },
     });
   }
@@ -185,7 +193,7 @@ export class FcopyGuest implements ChannelHandler {
       } else if (op === WRITE_TO_FILE) {
         const size =
           body.length >= HV_DO_FCOPY.size
-            ? this.#curView.getUint32(ICMSG_HDR + HV_DO_FCOPY.offsets.size, true)
+            ? u32le(this.#cur, ICMSG_HDR + HV_DO_FCOPY.offsets.size)
             : -1;
         if (size >= 0 && size <= DATA_FRAGMENT) out = body.subarray(0, HV_DO_FCOPY.size);
       } else if (op === COMPLETE_FCOPY || op === CANCEL_FCOPY) {
@@ -245,7 +253,8 @@ export class FcopyGuest implements ChannelHandler {
     if (!this.#closed) this.#replyRaw(this.#cur, this.#curLen, this.#curTransId, status);
     const next = this.#queue.shift();
     if (next && !this.#closed) {
-      this.#cur.set(next.bytes.subarray(0, next.len));
+      this.#own.set(next.bytes.subarray(0, next.len));
+      this.#cur = this.#own;
       this.#curLen = next.len;
       this.#curTransId = next.transId;
       if (this.#registered) this.#serve();
@@ -264,3 +273,6 @@ export class FcopyGuest implements ChannelHandler {
     }
   }
 }
+
+const u32le = (b: Uint8Array, at: number) =>
+  (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
