@@ -173,6 +173,7 @@ export class FcopyHost implements ChannelHandler {
     const cb = this.#cb;
     if (!cb) return;
     this.#cb = null;
+    if (err) this.#ch.busyPoll?.(0);
     this.#unsent = null;
     this.#cancelTimer?.();
     this.#cancelTimer = null;
