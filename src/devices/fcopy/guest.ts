@@ -192,9 +192,7 @@ export class FcopyGuest implements ChannelHandler {
         out = this.#uapi;
       } else if (op === WRITE_TO_FILE) {
         const size =
-          body.length >= HV_DO_FCOPY.size
-            ? u32le(this.#cur, ICMSG_HDR + HV_DO_FCOPY.offsets.size)
-            : -1;
+          body.length >= HV_DO_FCOPY.size ? u32le(this.#cur, ICMSG_HDR + HV_DO_FCOPY.offsets.size) : -1;
         if (size >= 0 && size <= DATA_FRAGMENT) out = body.subarray(0, HV_DO_FCOPY.size);
       } else if (op === COMPLETE_FCOPY || op === CANCEL_FCOPY) {
         out = body;
