@@ -11,21 +11,15 @@
  * While a receiver is busy, any number of messages and events cost no postMessage at all. Both event loops
  * stay alive through their port listeners; `close()` removes them.
  *
- * Nap before idling: a request/reply exchange (fcopy fragments, KVP) has the peer answer a few µs after we
- * sent, and a postMessage wake-up costs ~25 µs. So a receiver that has just done work first lets its own
- * event loop finish (a `setImmediate`, so replies queued in microtasks go out while idle is still 0), then
- * naps: stores idle = 2 and spins at most `napMicros` on that word (a blocking wait would hand the CPU
- * away, and on a loaded machine its wake-up costs as much as the message). A sender that finds idle = 2
- * exchanges it to 0 and posts nothing. After the nap the receiver drains again or goes idle as above. At
- * most one nap per burst of work, and fewer after naps that found nothing (adaptive, see `#nap`), so an
- * idle VM costs no CPU and peers answering through sockets cost little.
+ * A request/reply stream that cannot afford a doorbell per message busy-polls its ring instead
+ * (ring-channel.ts): the reader keeps interrupt_mask set, so the sender raises no event at all.
  *
  * Memory ordering: slot bytes are written with plain stores, then the tail index is published with
  * `Atomics.store`; the consumer `Atomics.load`s the tail before reading slots. Event bits use `Atomics.or`
  * and are collected with `Atomics.exchange(word, 0)`. Each queue has one producer thread and one consumer.
  *
  * Layout (Int32 words, then bytes):
- *   words [d*16 + 0] head, [+1] tail, [+2] receiver idle (0 busy, 1 idle: post, 2 napping: notify), [+3] sender refused (queue was full),
+ *   words [d*16 + 0] head, [+1] tail, [+2] receiver idle (0 busy, 1 idle: post), [+3] sender refused (queue was full),
  *         [+4] slot freed (tell the sender to retry) — for d = 0 (to host) and 1 (to guest);
  *   word 32: host's listening connection-id mask (ids 0..31);
  *   bytes 256..511 event flags to host, 512..767 event flags to guest;
@@ -62,14 +56,6 @@ const EVENT_WORDS = 64;
 const SLOTS_OFFSET = 1024;
 const BUSY = 0;
 const IDLE_POST = 1;
-const IDLE_NAP = 2;
-
-/**
- * Default nap of a receiver after work, in µs: off. Measured on the project's 2-vCPU Firecracker VM, a
- * spinning thread makes the peer's wake-up cross vCPUs (19 → 72-116 µs one way), so napping lost there;
- * on machines with idle cores it saves both doorbells of a request/reply exchange. See the module comment.
- */
-export const SYNIC_NAP_MICROS = 0;
 
 /** Bytes of the SharedArrayBuffer for `slots` message slots per direction. */
 export function sharedSynicBytes(slots = SYNIC_DEFAULT_QUEUE_SLOTS): number {
@@ -108,27 +94,12 @@ export class SharedSynicPort implements SynicPort {
   #handler: SynicHandler | null = null;
   #draining = false;
   #closed = false;
-  /** A nap is scheduled (setImmediate) and idle is held at 0 until it runs. */
-  #napPending = false;
-  /** Naps still to skip after misses, and the current miss streak (see `#nap`). */
-  #napSkip = 0;
-  #napMisses = 0;
-  readonly #napMs: number;
-  readonly #afterWork = () => this.#nap();
   readonly #scratch = new Uint8Array(HV_MESSAGE_PAYLOAD_BYTE_COUNT);
 
   /**
-   * @param o.napMicros how long (µs) a receiver that just did work waits for more before going idle;
-   *   0 disables napping (then every wake-up of an idle receiver is a doorbell message). Default
-   *   {@link SYNIC_NAP_MICROS}.
    * @throws HvError HV_ERR_INVALID_ARGUMENT when the SAB is not a shared-SynIC buffer.
    */
-  constructor(
-    sab: SharedArrayBuffer,
-    side: 'host' | 'guest',
-    port: DoorbellPort,
-    o: { napMicros?: number } = {},
-  ) {
+  constructor(sab: SharedArrayBuffer, side: 'host' | 'guest', port: DoorbellPort) {
     const slots = (sab.byteLength - SLOTS_OFFSET) / (2 * HV_MESSAGE_SIZE);
     if (!Number.isInteger(slots) || slots < 1) {
       throw new HvError(
@@ -140,7 +111,6 @@ export class SharedSynicPort implements SynicPort {
     this.#bytes = new Uint8Array(sab);
     this.#dv = new DataView(sab);
     this.#port = port;
-    this.#napMs = Math.max(0, o.napMicros ?? SYNIC_NAP_MICROS) / 1000;
     this.#slots = slots;
     this.#isHost = side === 'host';
     const rxDir = this.#isHost ? 0 : 1;
@@ -200,60 +170,17 @@ export class SharedSynicPort implements SynicPort {
   }
 
   /**
-   * Delivers everything pending to the handler, then naps (if it did work) or goes idle, re-checking so
-   * nothing is lost. Runs on each doorbell; callers may also call it to poll.
+   * Delivers everything pending to the handler, then goes idle, re-checking so nothing is lost. Runs on each doorbell; callers may also call it to poll.
    */
   drain(): void {
-    if (this.#draining || this.#closed || this.#handler === null || this.#napPending) return;
+    if (this.#draining || this.#closed || this.#handler === null) return;
     this.#draining = true;
-    let worked = false;
     try {
-      while (this.#drainOnce()) worked = true;
-      if (!worked || !this.#napNext()) this.#idle();
+      while (this.#drainOnce());
+      this.#idle();
     } finally {
       this.#draining = false;
     }
-  }
-
-  /**
-   * After a burst of work: schedules the nap (returns true; idle stays 0 meanwhile, so senders just publish
-   * and the nap looks at the queues first), or returns false when napping is off or being skipped.
-   */
-  #napNext(): boolean {
-    if (this.#napMs === 0) return false;
-    if (this.#napSkip > 0) {
-      this.#napSkip--;
-      return false;
-    }
-    this.#napPending = true;
-    setImmediate(this.#afterWork);
-    return true;
-  }
-
-  /** After a burst of work and the event loop's own follow-ups: wait briefly for more, then drain or idle. */
-  #nap(): void {
-    this.#napPending = false;
-    if (this.#closed) return;
-    const w = this.#w;
-    const word = this.#rx + IDLE;
-    if (!this.#hasWork()) {
-      Atomics.store(w, word, IDLE_NAP);
-      if (this.#hasWork()) Atomics.store(w, word, BUSY);
-      else {
-        // Bounded spin on our idle word: a sender's publish turns it to 0 (taking no doorbell).
-        const until = performance.now() + this.#napMs;
-        while (Atomics.load(w, word) === IDLE_NAP && performance.now() < until) {}
-        const hit = Atomics.compareExchange(w, word, IDLE_NAP, BUSY) !== IDLE_NAP;
-        // Adaptive, like a spinning mutex: peers that answer through other event sources (a socket) would
-        // only make us spin in vain, so after each miss skip 1, 2, 4 ... up to 64 naps.
-        if (hit) this.#napMisses = 0;
-        else {
-          this.#napSkip = Math.min(64, 1 << this.#napMisses);
-          if (this.#napMisses < 6) this.#napMisses++;
-        }
-      }
-    }
-    this.drain(); // drains what came, or goes idle
   }
 
   /** Stores idle = 1 unless work arrived meanwhile (then drains it, taking the wake-up ourselves). */
@@ -265,9 +192,7 @@ export class SharedSynicPort implements SynicPort {
       if (!this.#hasWork()) return;
       // Work arrived after the last drain: take the wake-up ourselves unless a sender already rang.
       if (Atomics.compareExchange(w, word, IDLE_POST, BUSY) !== IDLE_POST) return;
-      let worked = false;
-      while (this.#drainOnce()) worked = true;
-      if (worked && this.#napNext()) return;
+      while (this.#drainOnce());
     }
   }
 
@@ -326,17 +251,10 @@ export class SharedSynicPort implements SynicPort {
     return false;
   }
 
-  /** Wakes the receiver of direction `dir` if it is idle (doorbell message) or napping (clearing the word). */
+  /** Wakes the receiver of direction `dir` with a doorbell message if it is idle. */
   #ring(dir: number): void {
-    const w = this.#w;
-    for (;;) {
-      const s = Atomics.load(w, dir + IDLE);
-      if (s === BUSY) return;
-      if (Atomics.compareExchange(w, dir + IDLE, s, BUSY) !== s) continue;
-      // A napping receiver spins on the word and needs nothing more.
-      if (s === IDLE_POST) this.#port.postMessage(0);
-      return;
-    }
+    if (Atomics.compareExchange(this.#w, dir + IDLE, IDLE_POST, BUSY) === IDLE_POST)
+      this.#port.postMessage(0);
   }
 }
 
