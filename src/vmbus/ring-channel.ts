@@ -176,9 +176,10 @@ export class RingChannel implements ChannelIo {
         }
         if (this.#closed) return;
         if (reader.commit()) this.#raise();
-        this.#checkWritable();
-        if (this.#closed) return;
         if (this.#spinMs !== 0 && this.#rest === 0) {
+          // Before waiting here, let a sender blocked on ring space go on.
+          this.#checkWritable();
+          if (this.#closed) return;
           // Something went out in this pass: the peer is working on it, wait here. Nothing went out: our
           // answer may still be on its way (a promise), so let this turn of the event loop end first.
           if (this.stats.packetsOut === sent) {
@@ -196,6 +197,7 @@ export class RingChannel implements ChannelIo {
         } else if (this.#rest > 0) this.#rest--;
         if (reader.endPolling() === 0) break;
       }
+      this.#checkWritable();
     } catch (e) {
       this.close(e instanceof Error ? e : new Error(String(e)));
     } finally {
