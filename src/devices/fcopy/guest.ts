@@ -185,8 +185,9 @@ export class FcopyGuest implements ChannelHandler {
   #serve(): void {
     const body = this.#cur.subarray(ICMSG_HDR, this.#curLen);
     let out: Uint8Array | null = null;
+    let op = -1;
     try {
-      const op = decodeFcopyOperation(body);
+      op = decodeFcopyOperation(body);
       if (op === START_FILE_COPY) {
         encodeUapiStartFcopy(decodeStartFcopy(body), this.#uapi);
         out = this.#uapi;
@@ -215,7 +216,6 @@ export class FcopyGuest implements ChannelHandler {
     const before = this.#answered;
     if (!this.#toDaemon(out)) this.#respond(HV_E_FAIL);
     else {
-      const op = decodeFcopyOperation(body);
       const streaming = op === START_FILE_COPY || op === WRITE_TO_FILE;
       this.#ch.busyPoll?.(streaming && this.#answered !== before ? STREAM_SPIN_MICROS : 0);
     }

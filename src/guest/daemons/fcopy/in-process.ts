@@ -14,41 +14,37 @@ import { FcopyDaemon, type FcopyDaemonOptions } from './daemon.ts';
 export async function serveFcopy(file: UapiFile, opts: FcopyDaemonOptions = {}): Promise<void> {
   const daemon = new FcopyDaemon(opts);
   const reply = new Uint8Array(FCOPY_INT_MSG);
-  if (file.listen) {
-    // In the kernel's thread: answer each request inside the driver's call, so a fragment costs no
-    // event-loop turn (the driver and the host can then busy-poll through a whole copy).
-    await new Promise<void>((resolve) => {
-      let first = true;
-      const answer = (status: number) => {
-        try {
-          file.write(encodeFcopyInt(status, reply));
-        } catch {
-          file.close();
-        }
-      };
-      file.listen?.((msg) => {
-        if (first) {
-          first = false;
-          if (msg.length === FCOPY_INT_MSG) return;
-        }
-        answer(daemon.handle(msg));
-      }, resolve);
-      answer(FCOPY_CURRENT_VERSION);
-    });
-    daemon.close();
-    return;
-  }
+  let first = true;
+  /** The status to write back for `msg`, or null for the kernel's version answer (4 bytes, first). */
+  const statusFor = (msg: Uint8Array): number | null => {
+    if (first) {
+      first = false;
+      if (msg.length === FCOPY_INT_MSG) return null;
+    }
+    return daemon.handle(msg);
+  };
   try {
+    if (file.listen) {
+      // In the kernel's thread: answer each request inside the driver's call, so a fragment costs no
+      // event-loop turn (the driver and the host can then busy-poll through a whole copy).
+      await new Promise<void>((resolve) => {
+        const answer = (status: number | null) => {
+          if (status === null) return;
+          try {
+            file.write(encodeFcopyInt(status, reply));
+          } catch {
+            file.close();
+          }
+        };
+        file.listen?.((msg) => answer(statusFor(msg)), resolve);
+        answer(FCOPY_CURRENT_VERSION);
+      });
+      return;
+    }
     file.write(encodeFcopyInt(FCOPY_CURRENT_VERSION, reply));
-    let first = true;
     for (;;) {
-      const msg = await file.read();
-      if (first) {
-        first = false;
-        // The kernel's version answer (4 bytes) comes first.
-        if (msg.length === FCOPY_INT_MSG) continue;
-      }
-      file.write(encodeFcopyInt(daemon.handle(msg), reply));
+      const status = statusFor(await file.read());
+      if (status !== null) file.write(encodeFcopyInt(status, reply));
     }
   } catch {
     // closed
