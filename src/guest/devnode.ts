@@ -9,7 +9,10 @@ import { HvError } from '../protocol/errors.ts';
 
 /** What the driver behind a node implements. */
 export interface DevNodeDriver {
-  /** One message written by the daemon. Throw HvError `HV_ERR_INVALID_ARGUMENT` to fail the write (EINVAL). */
+  /**
+   * One message written by the daemon. Throw HvError `HV_ERR_INVALID_ARGUMENT` to fail the write (EINVAL).
+   * `msg` is the writer's own buffer, valid during this call only: copy what is kept (copy_from_user).
+   */
   onWrite(msg: Uint8Array): void;
   /** The daemon closed the node (or died): forget its registration. */
   onRelease?(): void;
@@ -127,7 +130,7 @@ class NodeFile implements UapiFile {
 
   write(msg: Uint8Array): void {
     if (this.#closed) throw this.#closedError();
-    this.#driver.onWrite(msg.slice());
+    this.#driver.onWrite(msg);
   }
 
   close(): void {

@@ -44,7 +44,7 @@ export class GuestUapiService<D extends UapiDriver> {
     this.node = new UapiDevNode(o.path, {
       onWrite: (m) => {
         if (this.#driver) this.#driver.onDaemonMessage(m);
-        else if (!this.#early) this.#early = m;
+        else if (!this.#early) this.#early = m.slice();
         else throw new HvError('HV_ERR_INVALID_ARGUMENT', `no channel behind ${o.path} (EINVAL)`);
       },
       onRelease: () => {

@@ -3,7 +3,11 @@
  * use the same shape, so device code never touches rings, GPADLs or SynIC directly.
  */
 
-/** A packet delivered to a device. `payload` is valid only during the callback (it is a reused buffer). */
+/**
+ * A packet delivered to a device. `payload` is valid only during the callback (it is a reused buffer): the
+ * receiver's private copy of the packet (the peer cannot change it any more), which the device may edit in
+ * place, e.g. to echo a request back as its reply.
+ */
 export interface IncomingPacket {
   /** `VM_PKT_*` type (6 inband, 7 transfer pages, 9 GPA direct, 0xB completion). */
   type: number;

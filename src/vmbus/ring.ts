@@ -266,8 +266,24 @@ export class PacketView implements IncomingPacket {
   /** Payload bytes: (len8 − offset8) × 8, sender padding included. */
   payloadLength = 0;
 
+  #payload: Uint8Array | null = null;
+  #payloadOf: Uint8Array | null = null;
+  #payloadAt = 0;
+
+  /** The payload as a view of `buffer`; packets of the same shape share one view object (no allocation). */
   get payload(): Uint8Array {
-    return this.buffer.subarray(this.payloadOffset, this.payloadOffset + this.payloadLength);
+    const p = this.#payload;
+    if (
+      p !== null &&
+      this.#payloadOf === this.buffer &&
+      this.#payloadAt === this.payloadOffset &&
+      p.length === this.payloadLength
+    )
+      return p;
+    this.#payloadOf = this.buffer;
+    this.#payloadAt = this.payloadOffset;
+    this.#payload = this.buffer.subarray(this.payloadOffset, this.payloadOffset + this.payloadLength);
+    return this.#payload;
   }
 
   get extHeader(): Uint8Array {

@@ -9,15 +9,14 @@
  * `hv_do_fcopy` or with `size` > 6144 is refused instead of forwarded; a request arriving while one is
  * pending waits in a short queue (Linux leaves it in the ring).
  */
+import { u32le } from '../../protocol/bytes.ts';
 import { HvError } from '../../protocol/errors.ts';
 import {
-  CANCEL_FCOPY,
-  COMPLETE_FCOPY,
   DATA_FRAGMENT,
-  decodeFcopyOperation,
   decodeStartFcopy,
   FCOPY_VERSION_1_1,
   HV_DO_FCOPY,
+  HV_FCOPY_HDR,
   HV_START_FCOPY,
   START_FILE_COPY,
   WRITE_TO_FILE,
@@ -88,6 +87,9 @@ export class FcopyGuest implements ChannelHandler {
   #closed = false;
   /** Replies the ring had no room for, sent in order from onWritable. */
   readonly #unsent: Request[] = [];
+  /** The daemon's view of the last WRITE_TO_FILE buffer (`#writeMessage`). */
+  #writeOf: Uint8Array | null = null;
+  #writeMsg: Uint8Array = new Uint8Array(0);
   /** Set while `onPacket` hands the packet to IcGuest, so the request handler can copy it. */
   #incoming: IncomingPacket | null = null;
 
@@ -183,42 +185,58 @@ export class FcopyGuest implements ChannelHandler {
 
   /** Converts the current request to the daemon form and hands it over, or answers it at once. */
   #serve(): void {
-    const body = this.#cur.subarray(ICMSG_HDR, this.#curLen);
+    const cur = this.#cur;
     let out: Uint8Array | null = null;
     let op = -1;
-    try {
-      op = decodeFcopyOperation(body);
-      if (op === START_FILE_COPY) {
-        encodeUapiStartFcopy(decodeStartFcopy(body), this.#uapi);
-        out = this.#uapi;
-      } else if (op === WRITE_TO_FILE) {
-        const size =
-          body.length >= HV_DO_FCOPY.size ? u32le(this.#cur, ICMSG_HDR + HV_DO_FCOPY.offsets.size) : -1;
-        if (size >= 0 && size <= DATA_FRAGMENT) out = body.subarray(0, HV_DO_FCOPY.size);
-      } else if (op === COMPLETE_FCOPY || op === CANCEL_FCOPY) {
-        out = body;
+    // A request shorter than hv_fcopy_hdr, or one that does not decode, is refused (`out` stays null).
+    if (this.#curLen - ICMSG_HDR >= HV_FCOPY_HDR.size) {
+      op = u32le(cur, ICMSG_HDR + HV_FCOPY_HDR.offsets.operation);
+      if (op === WRITE_TO_FILE) out = this.#writeMessage(cur, this.#curLen);
+      else if (op === START_FILE_COPY) {
+        try {
+          encodeUapiStartFcopy(decodeStartFcopy(cur.subarray(ICMSG_HDR, this.#curLen)), this.#uapi);
+          out = this.#uapi;
+        } catch {
+          out = null;
+        }
       } else {
-        // Linux forwards unknown operations too; the daemon answers HV_E_FAIL.
-        out = body;
+        // COMPLETE and CANCEL go as they are; so do unknown operations (Linux forwards them too, and the
+        // daemon answers HV_E_FAIL).
+        out = cur.subarray(ICMSG_HDR, this.#curLen);
       }
-    } catch {
-      out = null;
     }
     if (!out) {
       this.#respond(HV_E_FAIL);
       return;
     }
     this.#pending = true;
-    this.#cancelTimer = this.#clock.setTimer(this.#timeoutMs, () => {
-      this.#cancelTimer = null;
-      if (this.#pending) this.#respond(HV_E_FAIL);
-    });
+    this.#cancelTimer = this.#clock.setTimer(this.#timeoutMs, this.#onDaemonTimeout);
     const before = this.#answered;
     if (!this.#toDaemon(out)) this.#respond(HV_E_FAIL);
     else {
       const streaming = op === START_FILE_COPY || op === WRITE_TO_FILE;
       this.#ch.busyPoll?.(streaming && this.#answered !== before ? STREAM_SPIN_MICROS : 0);
     }
+  }
+
+  readonly #onDaemonTimeout = (): void => {
+    this.#cancelTimer = null;
+    if (this.#pending) this.#respond(HV_E_FAIL);
+  };
+
+  /**
+   * The daemon's form of a WRITE_TO_FILE request in `packet` (the `hv_do_fcopy` after the IC headers), or
+   * null when it is shorter than `hv_do_fcopy` or claims more than 6144 bytes. The view is kept for the
+   * next fragment in the same buffer, so a streaming copy allocates nothing per fragment.
+   */
+  #writeMessage(packet: Uint8Array, len: number): Uint8Array | null {
+    if (len - ICMSG_HDR < HV_DO_FCOPY.size) return null;
+    if (u32le(packet, ICMSG_HDR + HV_DO_FCOPY.offsets.size) > DATA_FRAGMENT) return null;
+    if (this.#writeOf !== packet) {
+      this.#writeOf = packet;
+      this.#writeMsg = packet.subarray(ICMSG_HDR, ICMSG_HDR + HV_DO_FCOPY.size);
+    }
+    return this.#writeMsg;
   }
 
   #onDaemonWrite(msg: Uint8Array): void {
@@ -266,11 +284,9 @@ export class FcopyGuest implements ChannelHandler {
     if (this.#closed) return;
     // The host may not have consumed our previous reply yet (one 6 KiB echo nearly fills a 16 KiB ring):
     // keep the reply and send it when room appears, in order, instead of losing it.
-    if (this.#unsent.length || !this.#ch.send(VM_PKT_DATA_INBAND, 0, transId, bytes.subarray(0, len))) {
+    const reply = len === bytes.length ? bytes : bytes.subarray(0, len);
+    if (this.#unsent.length || !this.#ch.send(VM_PKT_DATA_INBAND, 0, transId, reply)) {
       this.#unsent.push({ bytes: bytes.slice(0, len), len, transId });
     }
   }
 }
-
-const u32le = (b: Uint8Array, at: number) =>
-  (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;

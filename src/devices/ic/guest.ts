@@ -6,6 +6,7 @@
  * FreeBSD sys/dev/hyperv/utilities/vmbus_ic.c (`vmbus_ic_negomsg`); OpenVMM
  * vm/devices/hyperv_ic_guest/src/shutdown.rs; reference/vmbus-core-ics.md §6.1–6.2.
  */
+import { putU32le } from '../../protocol/bytes.ts';
 import { ProtocolError } from '../../protocol/errors.ts';
 import {
   compareIcVersions,
@@ -34,6 +35,9 @@ export type IcGuestFlavor = 'linux' | 'freebsd' | 'openvmm';
 
 /** The utility ICs whose negotiation lists live in this table (kvp, vss and fcopy keep theirs in their drivers). */
 export type UtilityIcName = 'heartbeat' | 'shutdown' | 'timesync';
+
+/** Byte offset of `icmsg_hdr.status` in a pipe payload. */
+const STATUS_AT = VMBUSPIPE_HDR.size + ICMSG_HDR_LAYOUT.offsets.status;
 
 const v = (major: number, minor: number): IcVersion => ({ major, minor });
 
@@ -116,13 +120,9 @@ export function selectIcVersions(
  * `fcopy_respond_to_host`).
  */
 export function makeIcEcho(packet: Uint8Array, status: number): void {
-  const at = VMBUSPIPE_HDR.size;
-  new DataView(packet.buffer, packet.byteOffset, packet.byteLength).setUint32(
-    at + ICMSG_HDR_LAYOUT.offsets.status,
-    status >>> 0,
-    true,
-  );
-  packet[at + ICMSG_HDR_LAYOUT.offsets.icflags] = ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_RESPONSE;
+  putU32le(packet, STATUS_AT, status);
+  packet[VMBUSPIPE_HDR.size + ICMSG_HDR_LAYOUT.offsets.icflags] =
+    ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_RESPONSE;
 }
 
 /** A request being answered: the service edits `body` and `status` in place; `after` runs once the reply is sent. */
@@ -156,20 +156,22 @@ export interface IcGuestOptions {
 export class IcGuest implements ChannelHandler {
   readonly #ch: ChannelIo;
   readonly #opts: IcGuestOptions;
+  /** The NEGOTIATE reply is built here (it may outgrow the request); requests are answered in place. */
   readonly #buf = new Uint8Array(MAX_PIPE_DATA_PAYLOAD + VMBUSPIPE_HDR.size);
   readonly #view = new DataView(this.#buf.buffer);
   #negotiated: IcSelection | null = null;
   #after: (() => void)[] = [];
   #drop = false;
-  readonly #reply: IcReply;
+  /** The bytes being answered (the received payload, or `#buf` for NEGOTIATE). */
+  #out: Uint8Array = this.#buf;
+  readonly #reply: { body: Uint8Array } & IcReply;
 
   constructor(ch: ChannelIo, opts: IcGuestOptions) {
     this.#ch = ch;
     this.#opts = opts;
     this.#reply = {
       body: this.#buf,
-      setStatus: (s) =>
-        this.#view.setUint32(VMBUSPIPE_HDR.size + ICMSG_HDR_LAYOUT.offsets.status, s >>> 0, true),
+      setStatus: (s) => putU32le(this.#out, STATUS_AT, s),
       drop: () => {
         this.#drop = true;
       },
@@ -189,27 +191,40 @@ export class IcGuest implements ChannelHandler {
     if (pkt.type !== VM_PKT_DATA_INBAND) {
       throw new ProtocolError(`IC channel got packet type ${pkt.type}, expected VM_PKT_DATA_INBAND`, where);
     }
-    const len = pkt.payload.length;
+    const payload = pkt.payload;
+    const len = payload.length;
     if (len > this.#buf.length) {
       throw new ProtocolError(`IC packet of ${len} bytes exceeds the pipe maximum`, where);
     }
-    this.#buf.set(pkt.payload);
-    const msg = decodeIcMessage(this.#buf.subarray(0, len));
+    let msg = decodeIcMessage(payload);
     this.#drop = false;
-    this.#after = [];
+    if (this.#after.length) this.#after = [];
     let replyLen = len;
+    // The payload is the channel's private copy of the packet (ChannelIo): a request is answered by
+    // editing it in place and echoing it, as Linux's drivers do with their receive buffer.
+    this.#out = payload;
     if (msg.hdr.icmsgtype === ICMSGTYPE_NEGOTIATE) {
+      this.#buf.set(payload);
+      this.#out = this.#buf;
+      msg = { hdr: msg.hdr, body: this.#buf.subarray(ICMSG_HDR, ICMSG_HDR + msg.body.length) };
       replyLen = this.#negotiate(msg, len);
     } else if (msg.hdr.icmsgtype === this.#opts.icmsgtype) {
-      this.#opts.onRequest(msg, { ...this.#reply, body: msg.body }, this.#negotiated);
+      this.#reply.body = msg.body;
+      this.#opts.onRequest(msg, this.#reply, this.#negotiated);
     } else {
-      this.#reply.setStatus(HV_E_FAIL);
+      putU32le(payload, STATUS_AT, HV_E_FAIL);
     }
     if (this.#drop) return;
-    this.#buf[VMBUSPIPE_HDR.size + ICMSG_HDR_LAYOUT.offsets.icflags] =
+    const out = this.#out;
+    out[VMBUSPIPE_HDR.size + ICMSG_HDR_LAYOUT.offsets.icflags] =
       ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_RESPONSE;
     // A full ring loses the reply, as in Linux (vmbus_sendpacket fails and the host retries or times out).
-    this.#ch.send(VM_PKT_DATA_INBAND, 0, pkt.transId, this.#buf.subarray(0, replyLen));
+    this.#ch.send(
+      VM_PKT_DATA_INBAND,
+      0,
+      pkt.transId,
+      replyLen === out.length ? out : out.subarray(0, replyLen),
+    );
     for (const fn of this.#after) fn();
   }
 

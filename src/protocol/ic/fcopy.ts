@@ -6,6 +6,7 @@
  * drivers/hv/hv_fcopy.c (`WIN8_SRV_VERSION` 1.1); reference/vmbus-core-ics.md §6.8.
  * File and path names travel as NUL-terminated UTF-16LE in 260-unit arrays.
  */
+import { u32le } from '../bytes.ts';
 import { HvError, ProtocolError } from '../errors.ts';
 import { readUtf16Z, writeUtf16Z } from '../uapi/strings.ts';
 
@@ -112,10 +113,9 @@ export function encodeDoFcopyHeader(fileOffset: number, size: number, buf: Uint8
 
 /** Reads a u64 that must be ≤ 2^53 − 1. @throws ProtocolError otherwise. */
 export function readSafeU64(buf: Uint8Array, offset: number, structure: string): number {
-  const v = view(buf);
-  const hi = v.getUint32(offset + 4, true);
+  const hi = u32le(buf, offset + 4);
   if (hi > 0x1fffff) throw new ProtocolError(`u64 at ${offset} exceeds 2^53`, { offset, structure });
-  return hi * 0x1_0000_0000 + v.getUint32(offset, true);
+  return hi * 0x1_0000_0000 + u32le(buf, offset);
 }
 
 /**
@@ -129,7 +129,7 @@ export function decodeFcopyOperation(body: Uint8Array): number {
       structure: 'hv_fcopy_hdr',
     });
   }
-  return view(body).getUint32(0, true);
+  return u32le(body, 0);
 }
 
 /**
@@ -170,7 +170,7 @@ export function decodeDoFcopy(body: Uint8Array): DoFcopy {
     });
   }
   const o = HV_DO_FCOPY.offsets;
-  const size = view(body).getUint32(o.size, true);
+  const size = u32le(body, o.size);
   if (size > DATA_FRAGMENT) {
     throw new ProtocolError(`hv_do_fcopy size ${size} exceeds ${DATA_FRAGMENT}`, {
       offset: o.size,

@@ -9,6 +9,7 @@
  * - reply: a 4-byte int status (HV_S_OK, HV_E_FAIL, HV_ERROR_ALREADY_EXISTS, HV_ERROR_DISK_FULL) that the
  *   kernel copies into `icmsg_hdr.status`.
  */
+import { putU32le, u32le } from '../bytes.ts';
 import { ProtocolError } from '../errors.ts';
 import {
   CANCEL_FCOPY,
@@ -104,8 +105,8 @@ export function decodeUapiFcopyMessage(msg: Uint8Array): UapiFcopyMessage {
 
 /** Writes a 4-byte int (registration version or reply status) at 0 of `buf` and returns the 4-byte view. */
 export function encodeFcopyInt(value: number, buf: Uint8Array = new Uint8Array(FCOPY_INT_MSG)): Uint8Array {
-  new DataView(buf.buffer, buf.byteOffset, 4).setUint32(0, value >>> 0, true);
-  return buf.subarray(0, FCOPY_INT_MSG);
+  putU32le(buf, 0, value);
+  return buf.length === FCOPY_INT_MSG ? buf : buf.subarray(0, FCOPY_INT_MSG);
 }
 
 /**
@@ -119,5 +120,5 @@ export function decodeFcopyInt(msg: Uint8Array): number {
       structure: 'hv_fcopy int',
     });
   }
-  return new DataView(msg.buffer, msg.byteOffset, 4).getUint32(0, true);
+  return u32le(msg, 0);
 }

@@ -107,7 +107,8 @@ export function loopback<H extends ChannelHandler, G extends ChannelHandler>(
     guestAlive: true,
     pump() {
       const deliver = (p: SentPacket, end: End) => {
-        const pkt: IncomingPacket = { ...p, extHeader: new Uint8Array(0) };
+        // The receiver gets its own copy (it may answer by editing it in place); `sent` keeps the original.
+        const pkt: IncomingPacket = { ...p, payload: p.payload.slice(), extHeader: new Uint8Array(0) };
         try {
           end.handler?.onPacket(pkt);
         } catch (e) {

@@ -32,7 +32,16 @@ import {
   writeSync,
 } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import { CREATE_PATH, OVER_WRITE } from '../../../protocol/ic/fcopy.ts';
+import { u32le } from '../../../protocol/bytes.ts';
+import {
+  CREATE_PATH,
+  DATA_FRAGMENT,
+  type DoFcopy,
+  decodeDoFcopy,
+  HV_DO_FCOPY,
+  OVER_WRITE,
+  WRITE_TO_FILE,
+} from '../../../protocol/ic/fcopy.ts';
 import {
   HV_E_FAIL,
   HV_ERROR_ALREADY_EXISTS,
@@ -74,6 +83,8 @@ export class FcopyDaemon {
   #gather: Uint8Array | null = null;
   #gatherAt = 0;
   #gatherLen = 0;
+  #dataOf: Uint8Array | null = null;
+  #data: Uint8Array = new Uint8Array(0);
 
   constructor(opts: FcopyDaemonOptions = {}) {
     this.#roots = (opts.allowedRoots ?? []).map((r) => realpathSync(resolve(r)));
@@ -90,6 +101,17 @@ export class FcopyDaemon {
    * Never throws: a malformed message gives HV_E_FAIL.
    */
   handle(raw: Uint8Array): number {
+    // The streaming case first, decoded without building a message object.
+    if (raw.length >= HV_DO_FCOPY.size && u32le(raw, 0) === WRITE_TO_FILE) {
+      let d: DoFcopy;
+      try {
+        d = decodeDoFcopy(raw);
+      } catch (e) {
+        this.#log(`malformed message: ${(e as Error).message}`);
+        return HV_E_FAIL;
+      }
+      return this.#write(d.offset, this.#fragment(raw, d.size));
+    }
     let m: UapiFcopyMessage;
     try {
       m = decodeUapiFcopyMessage(raw);
@@ -111,6 +133,17 @@ export class FcopyDaemon {
         this.#log(`unknown operation ${m.operation}`);
         return HV_E_FAIL;
     }
+  }
+
+  /** The data of a WRITE_TO_FILE message; a full fragment of the same buffer as last time reuses its view. */
+  #fragment(raw: Uint8Array, size: number): Uint8Array {
+    const at = HV_DO_FCOPY.offsets.data;
+    if (size !== DATA_FRAGMENT) return raw.subarray(at, at + size);
+    if (this.#dataOf !== raw) {
+      this.#dataOf = raw;
+      this.#data = raw.subarray(at, at + DATA_FRAGMENT);
+    }
+    return this.#data;
   }
 
   /** Drops any copy in progress (daemon exit, device reset). */
