@@ -16,3 +16,14 @@ export function putU32le(b: Uint8Array, at: number, v: number): void {
   b[at + 2] = (v >>> 16) & 0xff;
   b[at + 3] = (v >>> 24) & 0xff;
 }
+
+/** The u16 at `at` (little-endian). */
+export function u16le(b: Uint8Array, at: number): number {
+  return b[at]! | (b[at + 1]! << 8);
+}
+
+/** Writes `v` (taken modulo 2^16) as a little-endian u16 at `at`. */
+export function putU16le(b: Uint8Array, at: number, v: number): void {
+  b[at] = v & 0xff;
+  b[at + 1] = (v >>> 8) & 0xff;
+}

@@ -31,6 +31,17 @@ export interface ChannelIo {
    * @throws HvError `HV_ERR_CHANNEL_CLOSED` after close.
    */
   send(type: number, flags: number, transId: number, payload: Uint8Array, extHeader?: Uint8Array): boolean;
+  /**
+   * {@link send} of an in-band packet whose payload is `parts[0 .. count)` joined, copied straight into the
+   * ring (no joined copy first). Optional: a device falls back to joining the parts itself and `send`.
+   */
+  sendParts?(
+    type: number,
+    flags: number,
+    transId: number,
+    parts: readonly Uint8Array[],
+    count: number,
+  ): boolean;
   /** Closes this channel (protocol error or orderly); the device's `onClose` runs once. */
   close(reason?: Error): void;
   /**

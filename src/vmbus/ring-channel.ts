@@ -66,6 +66,8 @@ export class RingChannel implements ChannelIo {
   readonly #signal: () => void;
   readonly #onClosed: (reason: Error | undefined) => void;
   readonly #pkt = new PacketView();
+  /** `send`'s one-part list, reused. */
+  readonly #one: Uint8Array[] = [new Uint8Array(0)];
   #handler: ChannelHandler | null = null;
   #closed = false;
   #held = true;
@@ -124,14 +126,34 @@ export class RingChannel implements ChannelIo {
   }
 
   send(type: number, flags: number, transId: number, payload: Uint8Array, extHeader?: Uint8Array): boolean {
+    const one = this.#one;
+    one[0] = payload;
+    return this.#send(type, flags, transId, one, 1, extHeader);
+  }
+
+  sendParts(
+    type: number,
+    flags: number,
+    transId: number,
+    parts: readonly Uint8Array[],
+    count: number,
+  ): boolean {
+    return this.#send(type, flags, transId, parts, count, undefined);
+  }
+
+  #send(
+    type: number,
+    flags: number,
+    transId: number,
+    parts: readonly Uint8Array[],
+    count: number,
+    extHeader: Uint8Array | undefined,
+  ): boolean {
     if (this.#closed) throw new HvError('HV_ERR_CHANNEL_CLOSED', `channel ${this.relid} is closed`);
     let r: number;
     try {
-      r = this.#writer.write(type, flags, transId, payload, extHeader);
-      if (r === RING_WRITE_FULL) {
-        const total = ((16 + (extHeader?.length ?? 0) + payload.length + 7) & ~7) + 8;
-        r = this.#blocked(total, type, flags, transId, payload, extHeader);
-      }
+      r = this.#writer.writeParts(type, flags, transId, parts, count, extHeader);
+      if (r === RING_WRITE_FULL) r = this.#blocked(type, flags, transId, parts, count, extHeader);
     } catch (e) {
       if (e instanceof HvError && e.code === 'HV_ERR_PROTOCOL') {
         this.close(e);
@@ -224,19 +246,22 @@ export class RingChannel implements ChannelIo {
    * re-check the wake-up is lost. If room appeared, write now and, if nothing else waits, withdraw the need.
    */
   #blocked(
-    total: number,
     type: number,
     flags: number,
     transId: number,
-    payload: Uint8Array,
+    parts: readonly Uint8Array[],
+    count: number,
     extHeader: Uint8Array | undefined,
   ): number {
     this.stats.ringFull++;
+    let bytes = 16 + (extHeader?.length ?? 0);
+    for (let i = 0; i < count; i++) bytes += parts[i]!.length;
+    const total = ((bytes + 7) & ~7) + 8;
     const waiting = this.#need !== 0;
     if (total > this.#need) this.#need = total;
     this.#writer.setPendingSendSize(this.#need);
     if (this.#writer.bytesAvailableToWrite() <= total) return RING_WRITE_FULL;
-    const r = this.#writer.write(type, flags, transId, payload, extHeader);
+    const r = this.#writer.writeParts(type, flags, transId, parts, count, extHeader);
     if (r !== RING_WRITE_FULL && !waiting) {
       this.#need = 0;
       this.#writer.clearPendingSend();

@@ -102,6 +102,8 @@ export class RingWriter {
   readonly #view: DataView;
   readonly #scratch = new Uint8Array(16);
   readonly #scratchView = new DataView(this.#scratch.buffer);
+  /** `write`'s one-part list, reused. */
+  readonly #one: Uint8Array[] = [ZERO8];
   #write: number;
   #batching = false;
   #batchStart = 0;
@@ -136,11 +138,31 @@ export class RingWriter {
    *   multiple of 8 bytes, or the descriptor fields overflow u16; ProtocolError if the peer corrupted read_index.
    */
   write(type: number, flags: number, transId: number, payload: Uint8Array, extHeader?: Uint8Array): number {
+    const one = this.#one;
+    one[0] = payload;
+    return this.writeParts(type, flags, transId, one, 1, extHeader);
+  }
+
+  /**
+   * {@link write} with the payload gathered from `parts[0 .. count)` in order, each copied once, straight
+   * into the ring (Linux hv_ringbuffer_write takes a kvec list the same way): a header built in a small
+   * buffer and data that lives elsewhere go out without being joined first. Same results and errors.
+   */
+  writeParts(
+    type: number,
+    flags: number,
+    transId: number,
+    parts: readonly Uint8Array[],
+    count: number,
+    extHeader?: Uint8Array,
+  ): number {
     const ext = extHeader === undefined ? 0 : extHeader.length;
-    const pktLen = 16 + ext + payload.length;
+    let payloadLen = 0;
+    for (let i = 0; i < count; i++) payloadLen += parts[i]!.length;
+    const pktLen = 16 + ext + payloadLen;
     const padded = (pktLen + 7) & ~7;
     const total = padded + 8;
-    if (total >= this.dataSize || (ext & 7) !== 0 || padded > 0xffff * 8) this.#tooBig(payload.length, ext);
+    if (total >= this.dataSize || (ext & 7) !== 0 || padded > 0xffff * 8) this.#tooBig(payloadLen, ext);
     const size = this.dataSize;
     const w = this.#write;
     const read = loadIndex(this.#ctl, W_READ, size);
@@ -155,8 +177,16 @@ export class RingWriter {
       v.setUint16(w + 4, len8, true);
       v.setUint16(w + 6, flags, true);
       setU64(v, w + 8, transId);
-      if (ext !== 0) data.set(extHeader!, w + 16);
-      data.set(payload, w + 16 + ext);
+      let at = w + 16;
+      if (ext !== 0) {
+        data.set(extHeader!, at);
+        at += ext;
+      }
+      for (let i = 0; i < count; i++) {
+        const p = parts[i]!;
+        data.set(p, at);
+        at += p.length;
+      }
       for (let i = w + pktLen; i < w + padded; i++) data[i] = 0;
       v.setUint32(w + padded, 0, true);
       v.setUint32(w + padded + 4, w, true);
@@ -167,13 +197,13 @@ export class RingWriter {
       s.setUint16(4, len8, true);
       s.setUint16(6, flags, true);
       setU64(s, 8, transId);
-      let at = this.#copyIn(this.#scratch, w);
+      let at = this.#copySmall(this.#scratch, 16, w);
       if (ext !== 0) at = this.#copyIn(extHeader!, at);
-      at = this.#copyIn(payload, at);
-      at = this.#copyIn(ZERO8.subarray(0, padded - pktLen), at);
+      for (let i = 0; i < count; i++) at = this.#copyIn(parts[i]!, at);
+      at = this.#copySmall(ZERO8, padded - pktLen, at);
       s.setUint32(0, 0, true);
       s.setUint32(4, w, true);
-      this.#copyIn(this.#scratch.subarray(0, 8), at);
+      this.#copySmall(this.#scratch, 8, at);
     }
     const end = w + total;
     this.#write = end >= size ? end - size : end;
@@ -224,6 +254,17 @@ export class RingWriter {
     // Linux hv_signal_on_write: mask first, then whether the reader had caught up with the old write_index.
     if (Atomics.load(this.#ctl, W_MASK) !== 0) return RING_WRITE_OK;
     return Atomics.load(this.#ctl, W_READ) >>> 0 === oldWrite ? RING_WRITE_SIGNAL : RING_WRITE_OK;
+  }
+
+  /** Copies the first `len` (≤ 16) bytes of `src` to ring offset `at`, wrapping, without a subarray. */
+  #copySmall(src: Uint8Array, len: number, at: number): number {
+    const data = this.#data;
+    const size = this.dataSize;
+    for (let i = 0; i < len; i++) {
+      data[at] = src[i]!;
+      at = at + 1 === size ? 0 : at + 1;
+    }
+    return at;
   }
 
   /** Copies `src` to ring offset `at` (wrapping) and returns the offset after it. */

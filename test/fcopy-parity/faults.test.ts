@@ -58,17 +58,7 @@ async function session(kind: 'real' | 'ours', tag: string) {
       call((cb) =>
         h.startFileCopy({ fileName: name, pathName: path, copyFlags: CREATE_PATH, fileSize: size }, cb),
       ),
-    write: (off: number) =>
-      call((cb) =>
-        h.write(
-          off,
-          (buf, at) => {
-            buf.set(CHUNK, at);
-            return CHUNK.length;
-          },
-          cb,
-        ),
-      ),
+    write: (off: number) => call((cb) => h.write(off, CHUNK, cb)),
     cancel: () => call((cb) => h.cancel(cb)),
     close: async () => {
       await stack.close();

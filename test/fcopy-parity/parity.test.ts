@@ -51,17 +51,7 @@ async function runAgainst(kind: 'real' | 'ours'): Promise<Outcome> {
     new Promise<string>((res, rej) => send((e, s) => (e ? rej(e) : res(hex(s)))));
   const start = (path: string, name: string, flags: number, size: number) =>
     call((cb) => h.startFileCopy({ fileName: name, pathName: path, copyFlags: flags, fileSize: size }, cb));
-  const write = (off: number, data: Uint8Array) =>
-    call((cb) =>
-      h.write(
-        off,
-        (buf, at) => {
-          buf.set(data, at);
-          return data.length;
-        },
-        cb,
-      ),
-    );
+  const write = (off: number, data: Uint8Array) => call((cb) => h.write(off, data, cb));
   try {
     await until(() => stack.guest.daemonRegistered && h.idle, 'the daemon to register');
     const steps: Record<string, string> = {};

@@ -3,16 +3,18 @@
  * COMPLETE_FCOPY or CANCEL_FCOPY one at a time and reports the guest's status for each, as Hyper-V's
  * vmicguestinterface does (the guest serves one transaction at a time: Linux drivers/hv/hv_fcopy.c).
  * Framework 1.0/3.0, message version 1.1 (reference/vmbus-core-ics.md §6.8). The per-fragment path is
- * callback based and writes file data straight into the packet buffer (no copy, no allocation).
+ * allocation-free and gathers each fragment's data straight from the caller's buffer into the ring.
  */
 import { HvError } from '../../protocol/errors.ts';
 import {
   CANCEL_FCOPY,
   COMPLETE_FCOPY,
+  DATA_FRAGMENT,
   encodeDoFcopyHeader,
   encodeFcopyHdr,
   encodeStartFcopy,
   HV_DO_FCOPY,
+  HV_START_FCOPY,
   type StartFcopy,
 } from '../../protocol/ic/fcopy.ts';
 import { ICMSGTYPE_FCOPY, type IcMessage } from '../../protocol/ic/icmsg.ts';
@@ -52,8 +54,16 @@ export class FcopyHost implements ChannelHandler {
   readonly #timeoutMs: number;
   #cb: FcopyCallback | null = null;
   #cancelTimer: (() => void) | null = null;
-  /** A request the ring had no room for, retried from onWritable. */
-  #unsent: ((buf: Uint8Array, off: number) => number) | null = null;
+  /** A request the ring had no room for (its send attempt), retried from onWritable. */
+  #unsent: (() => boolean) | null = null;
+  /** The fragment being sent, and its send attempt (bound once: no allocation per fragment). */
+  #fragOffset = 0;
+  #fragData: Uint8Array = new Uint8Array(0);
+  readonly #fragHead = new Uint8Array(HV_DO_FCOPY.offsets.data);
+  readonly #writeHead = (buf: Uint8Array, off: number): number =>
+    encodeDoFcopyHeader(this.#fragOffset, this.#fragData.length, buf, off) - DATA_FRAGMENT;
+  readonly #sendFragment = (): boolean =>
+    this.#ic.sendWithData(this.#writeHead, this.#fragData, DATA_FRAGMENT - this.#fragData.length);
   /** What the outstanding request is (and its file offset, or -1), for the timeout message. */
   #what = '';
   #whatOffset = -1;
@@ -100,38 +110,43 @@ export class FcopyHost implements ChannelHandler {
 
   /** START_FILE_COPY (names as UTF-16). @throws HvError as {@link FcopyHost.write} and for names over 259 units. */
   startFileCopy(m: StartFcopy, cb: FcopyCallback): void {
-    encodeStartFcopy(m, new Uint8Array(1088)); // validate before anything is sent
-    this.#request('START_FILE_COPY', (buf, off) => encodeStartFcopy(m, buf, off), cb);
+    encodeStartFcopy(m, new Uint8Array(HV_START_FCOPY.size)); // validate before anything is sent
+    this.#request('START_FILE_COPY', () => this.#ic.send((buf, off) => encodeStartFcopy(m, buf, off)), cb);
   }
 
   /**
-   * WRITE_TO_FILE at `fileOffset`: `fill(buf, at)` writes up to 6144 data bytes at `buf[at]` and returns how
-   * many. The packet is always the full 6196-byte `hv_do_fcopy`.
-   * @throws HvError `HV_ERR_INVALID_STATE` before negotiation or while a request is outstanding.
+   * WRITE_TO_FILE of `data` (at most 6144 bytes, read only until the packet is in the ring) at `fileOffset`.
+   * The packet is always the full 6196-byte `hv_do_fcopy` (zeros after the data); the data go from `data`
+   * straight into the ring.
+   * @throws HvError `HV_ERR_INVALID_STATE` before negotiation or while a request is outstanding;
+   *   `HV_ERR_INVALID_ARGUMENT` for more than 6144 bytes or an offset that is not a safe integer.
    */
-  write(fileOffset: number, fill: (buf: Uint8Array, at: number) => number, cb: FcopyCallback): void {
+  write(fileOffset: number, data: Uint8Array, cb: FcopyCallback): void {
+    encodeDoFcopyHeader(fileOffset, data.length, this.#fragHead); // validate before anything is sent
     this.#ch.busyPoll?.(STREAM_SPIN_MICROS);
-    this.#request(
-      'WRITE_TO_FILE',
-      (buf, off) => {
-        const n = fill(buf, off + HV_DO_FCOPY.offsets.data);
-        return encodeDoFcopyHeader(fileOffset, n, buf, off);
-      },
-      cb,
-      fileOffset,
-    );
+    this.#fragOffset = fileOffset;
+    this.#fragData = data;
+    this.#request('WRITE_TO_FILE', this.#sendFragment, cb, fileOffset);
   }
 
   /** COMPLETE_FCOPY (header only). */
   complete(cb: FcopyCallback): void {
     this.#ch.busyPoll?.(0);
-    this.#request('COMPLETE_FCOPY', (buf, off) => encodeFcopyHdr(COMPLETE_FCOPY, buf, off), cb);
+    this.#request(
+      'COMPLETE_FCOPY',
+      () => this.#ic.send((buf, off) => encodeFcopyHdr(COMPLETE_FCOPY, buf, off)),
+      cb,
+    );
   }
 
   /** CANCEL_FCOPY (header only). */
   cancel(cb: FcopyCallback): void {
     this.#ch.busyPoll?.(0);
-    this.#request('CANCEL_FCOPY', (buf, off) => encodeFcopyHdr(CANCEL_FCOPY, buf, off), cb);
+    this.#request(
+      'CANCEL_FCOPY',
+      () => this.#ic.send((buf, off) => encodeFcopyHdr(CANCEL_FCOPY, buf, off)),
+      cb,
+    );
   }
 
   onPacket(pkt: IncomingPacket): void {
@@ -139,21 +154,16 @@ export class FcopyHost implements ChannelHandler {
   }
 
   onWritable(): void {
-    const fill = this.#unsent;
+    const attempt = this.#unsent;
     // Refused again: the channel calls onWritable once more when the request fits (pending_send_sz).
-    if (fill && this.#ic.send(fill)) this.#unsent = null;
+    if (attempt?.()) this.#unsent = null;
   }
 
   onClose(reason?: Error): void {
     this.#ic.onClose(reason);
   }
 
-  #request(
-    what: string,
-    fill: (buf: Uint8Array, off: number) => number,
-    cb: FcopyCallback,
-    fileOffset = -1,
-  ): void {
+  #request(what: string, attempt: () => boolean, cb: FcopyCallback, fileOffset = -1): void {
     if (this.#cb)
       throw new HvError('HV_ERR_INVALID_STATE', 'a file copy request is already waiting for the guest');
     if (this.#ic.state !== 'ready') {
@@ -166,7 +176,7 @@ export class FcopyHost implements ChannelHandler {
     this.#what = what;
     this.#whatOffset = fileOffset;
     this.#cancelTimer = this.#clock.setTimer(this.#timeoutMs, this.#onTimeout);
-    if (!this.#ic.send(fill)) this.#unsent = fill;
+    if (!attempt()) this.#unsent = attempt;
   }
 
   #settle(err: HvError | null, status: number): void {

@@ -18,6 +18,7 @@ import {
   ICMSGHDRFLAG_TRANSACTION,
   ICMSGTYPE_NEGOTIATE,
   type IcMessage,
+  type IcMsgHdr,
   type IcVersion,
 } from '../../protocol/ic/icmsg.ts';
 import { decodeIcNegotiate, encodeIcNegotiate, icmsgNegotiateSize } from '../../protocol/ic/negotiate.ts';
@@ -37,6 +38,8 @@ export interface IcOffer {
   framework: readonly IcVersion[];
   message: readonly IcVersion[];
 }
+
+const EMPTY = new Uint8Array(0);
 
 const split = (x: number): IcVersion => ({ major: x >>> 16, minor: x & 0xffff });
 
@@ -98,6 +101,12 @@ export class IcHost implements ChannelHandler {
   #framework: IcVersion | null = null;
   #message: IcVersion | null = null;
   #answered = false;
+  /** The `icmsg_hdr` of this service's requests (set at negotiation; only `icmsgsize` changes). */
+  #request: IcMsgHdr | null = null;
+  /** `sendWithData`'s gather list and its reused views. */
+  readonly #parts: Uint8Array[] = [EMPTY, EMPTY, EMPTY];
+  #head: Uint8Array = EMPTY;
+  #zeros: Uint8Array = EMPTY;
 
   constructor(ch: ChannelIo, opts: IcHostOptions) {
     this.#ch = ch;
@@ -173,24 +182,54 @@ export class IcHost implements ChannelHandler {
    * @throws HvError `HV_ERR_INVALID_STATE` before negotiation succeeded.
    */
   send(writeBody: (buf: Uint8Array, offset: number) => number): boolean {
-    if (this.#state !== 'ready' || !this.#framework || !this.#message) {
+    const hdr = this.#negotiatedRequest();
+    const len = this.#requestHeader(hdr, writeBody(this.#buf, ICMSG_HDR));
+    return this.#ch.send(VM_PKT_DATA_INBAND, 0, 0, this.#buf.subarray(0, len));
+  }
+
+  /**
+   * Sends a request whose body is what `writeHead` puts at `offset` (returning its length), then `data`,
+   * then `pad` zero bytes. `data` goes from where it lies straight into the ring (ChannelIo.sendParts), so
+   * a bulk payload (a file fragment) is copied once.
+   * @returns false when the ring is full.
+   * @throws HvError `HV_ERR_INVALID_STATE` before negotiation succeeded.
+   */
+  sendWithData(
+    writeHead: (buf: Uint8Array, offset: number) => number,
+    data: Uint8Array,
+    pad: number,
+  ): boolean {
+    const hdr = this.#negotiatedRequest();
+    const headLen = writeHead(this.#buf, ICMSG_HDR);
+    const headEnd = ICMSG_HDR + headLen;
+    const len = this.#requestHeader(hdr, headLen + data.length + pad);
+    if (!this.#ch.sendParts) {
+      this.#buf.set(data, headEnd);
+      this.#buf.fill(0, headEnd + data.length, len);
+      return this.#ch.send(VM_PKT_DATA_INBAND, 0, 0, this.#buf.subarray(0, len));
+    }
+    if (this.#head.length !== headEnd) this.#head = this.#buf.subarray(0, headEnd);
+    if (this.#zeros.length < pad) this.#zeros = new Uint8Array(pad);
+    const parts = this.#parts;
+    parts[0] = this.#head;
+    parts[1] = data;
+    parts[2] = pad === 0 ? EMPTY : this.#zeros.subarray(0, pad);
+    return this.#ch.sendParts(VM_PKT_DATA_INBAND, 0, 0, parts, 3);
+  }
+
+  /** The request header. @throws HvError `HV_ERR_INVALID_STATE` before negotiation succeeded. */
+  #negotiatedRequest(): IcMsgHdr {
+    const hdr = this.#request;
+    if (this.#state !== 'ready' || !hdr) {
       throw new HvError('HV_ERR_INVALID_STATE', `IC not negotiated (state ${this.#state})`);
     }
-    const bodyLen = writeBody(this.#buf, ICMSG_HDR);
-    const len = encodeIcMessageHeader(
-      {
-        icverframe: this.#framework,
-        icmsgtype: this.#opts.icmsgtype,
-        icvermsg: this.#message,
-        icmsgsize: bodyLen,
-        status: 0,
-        ictransaction_id: 0,
-        icflags: ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_REQUEST,
-      },
-      bodyLen,
-      this.#buf,
-    );
-    return this.#ch.send(VM_PKT_DATA_INBAND, 0, 0, this.#buf.subarray(0, len));
+    return hdr;
+  }
+
+  /** Writes the pipe header and `hdr` for a `bodyLen`-byte body into the buffer; returns the payload length. */
+  #requestHeader(hdr: IcMsgHdr, bodyLen: number): number {
+    hdr.icmsgsize = bodyLen;
+    return encodeIcMessageHeader(hdr, bodyLen, this.#buf);
   }
 
   onPacket(pkt: IncomingPacket): void {
@@ -256,6 +295,15 @@ export class IcHost implements ChannelHandler {
     }
     this.#framework = fw;
     this.#message = m;
+    this.#request = {
+      icverframe: fw,
+      icmsgtype: this.#opts.icmsgtype,
+      icvermsg: m,
+      icmsgsize: 0,
+      status: 0,
+      ictransaction_id: 0,
+      icflags: ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_REQUEST,
+    };
     this.#state = 'ready';
     this.#opts.onNegotiated?.(fw, m);
   }

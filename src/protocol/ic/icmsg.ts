@@ -5,6 +5,7 @@
  * `ICMSGHDRFLAG_*`), include/uapi/linux/hyperv.h (`HV_S_OK`, `HV_E_FAIL`, ...); OpenVMM
  * vm/devices/hyperv_ic_protocol/src/lib.rs (`Header`, `MessageType`, `HeaderFlags`, `Status`).
  */
+import { putU16le, putU32le, u16le, u32le } from '../bytes.ts';
 import { ProtocolError } from '../errors.ts';
 import { decodePipeHdr, encodePipeHdr, PIPE_PACKET_TYPE, VMBUSPIPE_HDR } from '../vmbus/pipe.ts';
 
@@ -114,18 +115,17 @@ export function encodeIcMessageHeader(
 
 /** Writes the 20-byte `icmsg_hdr` at `offset` (reserved bytes zeroed). */
 export function encodeIcMsgHdr(hdr: IcMsgHdr, buf: Uint8Array, offset = 0): void {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const o = ICMSG_HDR_LAYOUT.offsets;
-  v.setUint16(offset + o.icverframe, hdr.icverframe.major, true);
-  v.setUint16(offset + o.icverframe + 2, hdr.icverframe.minor, true);
-  v.setUint16(offset + o.icmsgtype, hdr.icmsgtype, true);
-  v.setUint16(offset + o.icvermsg, hdr.icvermsg.major, true);
-  v.setUint16(offset + o.icvermsg + 2, hdr.icvermsg.minor, true);
-  v.setUint16(offset + o.icmsgsize, hdr.icmsgsize, true);
-  v.setUint32(offset + o.status, hdr.status >>> 0, true);
-  v.setUint8(offset + o.ictransaction_id, hdr.ictransaction_id);
-  v.setUint8(offset + o.icflags, hdr.icflags);
-  v.setUint16(offset + o.reserved, 0, true);
+  putU16le(buf, offset + o.icverframe, hdr.icverframe.major);
+  putU16le(buf, offset + o.icverframe + 2, hdr.icverframe.minor);
+  putU16le(buf, offset + o.icmsgtype, hdr.icmsgtype);
+  putU16le(buf, offset + o.icvermsg, hdr.icvermsg.major);
+  putU16le(buf, offset + o.icvermsg + 2, hdr.icvermsg.minor);
+  putU16le(buf, offset + o.icmsgsize, hdr.icmsgsize);
+  putU32le(buf, offset + o.status, hdr.status);
+  buf[offset + o.ictransaction_id] = hdr.ictransaction_id;
+  buf[offset + o.icflags] = hdr.icflags;
+  putU16le(buf, offset + o.reserved, 0);
 }
 
 /**
@@ -139,22 +139,15 @@ export function decodeIcMsgHdr(buf: Uint8Array, offset = 0): IcMsgHdr {
       structure: 'icmsg_hdr',
     });
   }
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const o = ICMSG_HDR_LAYOUT.offsets;
   return {
-    icverframe: {
-      major: v.getUint16(offset + o.icverframe, true),
-      minor: v.getUint16(offset + o.icverframe + 2, true),
-    },
-    icmsgtype: v.getUint16(offset + o.icmsgtype, true),
-    icvermsg: {
-      major: v.getUint16(offset + o.icvermsg, true),
-      minor: v.getUint16(offset + o.icvermsg + 2, true),
-    },
-    icmsgsize: v.getUint16(offset + o.icmsgsize, true),
-    status: v.getUint32(offset + o.status, true),
-    ictransaction_id: v.getUint8(offset + o.ictransaction_id),
-    icflags: v.getUint8(offset + o.icflags),
+    icverframe: { major: u16le(buf, offset + o.icverframe), minor: u16le(buf, offset + o.icverframe + 2) },
+    icmsgtype: u16le(buf, offset + o.icmsgtype),
+    icvermsg: { major: u16le(buf, offset + o.icvermsg), minor: u16le(buf, offset + o.icvermsg + 2) },
+    icmsgsize: u16le(buf, offset + o.icmsgsize),
+    status: u32le(buf, offset + o.status),
+    ictransaction_id: buf[offset + o.ictransaction_id]!,
+    icflags: buf[offset + o.icflags]!,
   };
 }
 

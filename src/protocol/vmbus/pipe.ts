@@ -4,6 +4,7 @@
  * Sources: Linux include/linux/hyperv.h (`struct vmbuspipe_hdr`, `VMBUS_PIPE_TYPE_*`, `MAX_PIPE_DATA_PAYLOAD`);
  * OpenVMM vm/devices/vmbus/vmbus_ring/src/lib.rs (`PipeHeader`, `PipePacketType`).
  */
+import { putU32le, u32le } from '../bytes.ts';
 import { ProtocolError } from '../errors.ts';
 
 /**
@@ -33,9 +34,8 @@ export interface VmbusPipeHdr {
 
 /** Writes the 8-byte header at `offset`. Values are truncated to u32. */
 export function encodePipeHdr(h: VmbusPipeHdr, buf: Uint8Array, offset = 0): void {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  v.setUint32(offset, h.flags >>> 0, true);
-  v.setUint32(offset + 4, h.msgsize >>> 0, true);
+  putU32le(buf, offset, h.flags);
+  putU32le(buf, offset + 4, h.msgsize);
 }
 
 /**
@@ -49,9 +49,8 @@ export function decodePipeHdr(buf: Uint8Array, offset = 0): VmbusPipeHdr {
       structure: 'vmbuspipe_hdr',
     });
   }
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const flags = v.getUint32(offset, true);
-  const msgsize = v.getUint32(offset + 4, true);
+  const flags = u32le(buf, offset);
+  const msgsize = u32le(buf, offset + 4);
   if (msgsize > buf.length - offset - VMBUSPIPE_HDR.size) {
     throw new ProtocolError(`pipe msgsize ${msgsize} exceeds the ${buf.length - offset - 8} bytes present`, {
       offset: offset + 4,

@@ -83,16 +83,7 @@ function setup(opts: { daemon?: boolean; allowedRoots?: string[] } = {}) {
     if (s !== HV_S_OK) return s;
     for (let off = 0; off < data.length; off += DATA_FRAGMENT) {
       const n = Math.min(DATA_FRAGMENT, data.length - off);
-      const w = call((cb) =>
-        lb.host.write(
-          off,
-          (buf, at) => {
-            buf.set(data.subarray(off, off + n), at);
-            return n;
-          },
-          cb,
-        ),
-      );
+      const w = call((cb) => lb.host.write(off, data.subarray(off, off + n), cb));
       if (w !== HV_S_OK) return w;
     }
     return call((cb) => lb.host.complete(cb));
@@ -152,16 +143,7 @@ test('CANCEL mid-copy leaves no file and no temporary behind', () => {
     HV_S_OK,
   );
   assert.equal(
-    call((cb) =>
-      lb.host.write(
-        0,
-        (b, at) => {
-          b.fill(7, at, at + 5000);
-          return 5000;
-        },
-        cb,
-      ),
-    ),
+    call((cb) => lb.host.write(0, new Uint8Array(5000).fill(7), cb)),
     HV_S_OK,
   );
   assert.equal(
@@ -222,16 +204,7 @@ test('the daemon going away mid-copy fails the waiting request and leaves no par
   );
   d?.stop();
   assert.equal(
-    call((cb) =>
-      lb.host.write(
-        0,
-        (b, at) => {
-          b.fill(1, at, at + 100);
-          return 100;
-        },
-        cb,
-      ),
-    ),
+    call((cb) => lb.host.write(0, new Uint8Array(100).fill(1), cb)),
     HV_E_FAIL,
   );
   assert.deepEqual(readdirSync(dir), []);
@@ -253,16 +226,7 @@ test('fragments that arrive out of order land at their offsets (gathered writes 
   for (const i of [0, 1, 3, 2, 5, 4]) {
     const off = i * DATA_FRAGMENT;
     const n = Math.min(DATA_FRAGMENT, data.length - off);
-    const s = call((cb) =>
-      lb.host.write(
-        off,
-        (buf, at) => {
-          buf.set(data.subarray(off, off + n), at);
-          return n;
-        },
-        cb,
-      ),
-    );
+    const s = call((cb) => lb.host.write(off, data.subarray(off, off + n), cb));
     assert.equal(s, HV_S_OK);
   }
   assert.equal(
