@@ -19,6 +19,11 @@ export interface IncomingPacket {
   payload: Uint8Array;
   /** Raw bytes of the extended header (transfer-page or GPA-direct ranges), empty for inband/completion. */
   extHeader: Uint8Array;
+  /**
+   * The payload's length on the wire when `payload` holds only its first bytes ({@link ChannelIo.readPrefix});
+   * absent or equal to `payload.length` otherwise.
+   */
+  fullPayloadLength?: number;
 }
 
 /** The sending half of an open channel. */
@@ -42,6 +47,12 @@ export interface ChannelIo {
     parts: readonly Uint8Array[],
     count: number,
   ): boolean;
+  /**
+   * From now on deliver only the first `bytes` (rounded up to 8) of each packet's payload, skipping the
+   * rest in the ring (0: whole packets again). For a device that reads only the headers of large replies,
+   * such as the fcopy host, whose guest echoes every 6 KiB fragment. Optional: without it packets come whole.
+   */
+  readPrefix?(bytes: number): void;
   /** Closes this channel (protocol error or orderly); the device's `onClose` runs once. */
   close(reason?: Error): void;
   /**

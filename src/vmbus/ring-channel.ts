@@ -82,6 +82,8 @@ export class RingChannel implements ChannelIo {
   /** Ring bytes the oldest refused packet needs (len8 × 8 + 8), 0 when no send is waiting. */
   #need = 0;
   #draining = false;
+  /** Payload bytes to copy per packet, 0 = all ({@link readPrefix}). */
+  #prefix = 0;
 
   /**
    * @param outRing control page + data of the ring this side writes; `inRing` the one it reads.
@@ -167,6 +169,10 @@ export class RingChannel implements ChannelIo {
     return true;
   }
 
+  readPrefix(bytes: number): void {
+    this.#prefix = Math.max(0, bytes);
+  }
+
   /** See {@link ChannelIo.busyPoll}. Turning it on while idle starts a poll at once (the peer may answer soon). */
   busyPoll(spinMicros: number): void {
     if (!this.#mayPoll) return;
@@ -189,7 +195,7 @@ export class RingChannel implements ChannelIo {
       for (;;) {
         const sent = this.stats.packetsOut;
         reader.beginPolling();
-        while (!this.#closed && reader.read(pkt)) {
+        while (!this.#closed && reader.read(pkt, this.#prefix)) {
           this.stats.packetsIn++;
           // Busy-polling means a request/reply stream: free the request's room before the device answers,
           // so the peer's next request fits at once (Linux vmbus_recvpacket also commits per packet).

@@ -304,8 +304,10 @@ export class PacketView implements IncomingPacket {
   buffer: Uint8Array = new Uint8Array(0);
   /** Byte offset of the payload in `buffer` (offset8 × 8). The extended header is bytes 16 .. payloadOffset. */
   payloadOffset = 16;
-  /** Payload bytes: (len8 − offset8) × 8, sender padding included. */
+  /** Payload bytes copied: (len8 − offset8) × 8, sender padding included, unless only a prefix was read. */
   payloadLength = 0;
+  /** Payload bytes in the ring, (len8 − offset8) × 8 (more than `payloadLength` when a prefix was read). */
+  fullPayloadLength = 0;
 
   #payload: Uint8Array | null = null;
   #payloadOf: Uint8Array | null = null;
@@ -368,13 +370,15 @@ export class RingReader {
 
   /**
    * Reads the next packet into `out` (allocation-free; the packet is first copied out of the ring so the
-   * peer cannot change it while it is parsed, as Linux hv_pkt_iter_first does).
+   * peer cannot change it while it is parsed, as Linux hv_pkt_iter_first does). With `payloadPrefix` > 0
+   * only that many payload bytes (rounded up to 8) are copied and the rest is skipped: for a reader that
+   * needs only the headers of large packets (`out.fullPayloadLength` tells the real size).
    * @returns false when no packet is available (nothing changes).
    * @throws ProtocolError when the ring is corrupt: bad write_index, a partial packet, or a descriptor that
    *   breaks OpenVMM parse_packet's rules (offset8 >= 2, len8 >= offset8, len8 × 8 within the published bytes,
    *   type 6/7/9/0xB, flags 0/1) or carries a trans_id >= 2^53. The ring is unusable afterwards: close the channel.
    */
-  read(out: PacketView): boolean {
+  read(out: PacketView, payloadPrefix = 0): boolean {
     const size = this.dataSize;
     const r = this.#read;
     const avail = ringBytesToRead(loadIndex(this.#ctl, W_WRITE, size), r, size);
@@ -385,15 +389,18 @@ export class RingReader {
     readDescriptor(this.#bufView, 0, avail - 8, d);
     const bytes = d.len8 * 8;
     if (bytes > this.#buf.length) this.#grow(bytes);
-    if (bytes > 16) this.#copyOut(r + 16 >= size ? r + 16 - size : r + 16, 16, bytes - 16);
+    const payloadAt = d.offset8 * 8;
+    const copy = payloadPrefix > 0 ? Math.min(bytes, payloadAt + ((payloadPrefix + 7) & ~7)) : bytes;
+    if (copy > 16) this.#copyOut(r + 16 >= size ? r + 16 - size : r + 16, 16, copy - 16);
     const next = r + bytes + 8;
     this.#read = next >= size ? next - size : next;
     out.type = d.type;
     out.flags = d.flags;
     out.transId = d.transId;
     out.buffer = this.#buf;
-    out.payloadOffset = d.offset8 * 8;
-    out.payloadLength = bytes - out.payloadOffset;
+    out.payloadOffset = payloadAt;
+    out.payloadLength = copy - payloadAt;
+    out.fullPayloadLength = bytes - payloadAt;
     return true;
   }
 

@@ -129,6 +129,55 @@ test('packets wrap around the data area at every 8-byte position, split exactly 
   }
 });
 
+test('writeParts lays out its parts exactly as one write of them joined, at every wrap position', () => {
+  const size = 4096;
+  const parts = [bytes(80, 1), bytes(1000, 2), new Uint8Array(0), bytes(13, 3)];
+  const joined = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    joined.set(p, at);
+    at += p.length;
+  }
+  for (let start = 0; start < size; start += 8) {
+    const { mem, ctl, data } = makeRing(size);
+    ctl[WRITE] = start;
+    ctl[READ] = start;
+    assert.equal(new RingWriter(mem).writeParts(6, 0, 9, parts, parts.length), RING_WRITE_SIGNAL);
+    const expected = expectedPacketBytes(6, 0, 9, joined, new Uint8Array(0), start);
+    for (let i = 0; i < expected.length; i++) {
+      if (data[(start + i) % size] !== expected[i]) assert.fail(`start ${start}: byte ${i} differs`);
+    }
+    assert.equal(ctl[WRITE], (start + expected.length) % size);
+  }
+});
+
+test('a reader asking for a payload prefix gets that prefix and the real length, and the next packet whole', () => {
+  for (const start of [0, 4096 - 64, 4096 - 8]) {
+    const { mem, ctl } = makeRing(4096);
+    ctl[WRITE] = start;
+    ctl[READ] = start;
+    const w = new RingWriter(mem);
+    const r = new RingReader(mem);
+    const big = bytes(2000, 5);
+    const small = bytes(20, 6);
+    w.write(6, 0, 1, big);
+    w.write(6, 0, 2, small);
+    const out = new PacketView();
+    assert.equal(r.read(out, 28), true);
+    assert.equal(out.transId, 1);
+    assert.equal(out.payloadLength, 32, 'the prefix rounded up to 8 bytes');
+    assert.equal(out.fullPayloadLength, 2000);
+    assert.deepEqual(out.payload, big.subarray(0, 32));
+    assert.equal(r.read(out, 28), true);
+    assert.equal(out.transId, 2);
+    assert.deepEqual(out.payload.subarray(0, 20), small);
+    assert.equal(out.fullPayloadLength, 24);
+    assert.equal(r.read(out), false);
+    r.commit();
+    assert.equal(ctl[READ], ctl[WRITE], 'the skipped bytes are consumed too');
+  }
+});
+
 test('the writer signals only on empty → non-empty with interrupt_mask clear (Linux hv_signal_on_write)', () => {
   const { mem, ctl } = makeRing();
   const w = new RingWriter(mem);

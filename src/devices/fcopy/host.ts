@@ -17,7 +17,7 @@ import {
   HV_START_FCOPY,
   type StartFcopy,
 } from '../../protocol/ic/fcopy.ts';
-import { ICMSGTYPE_FCOPY, type IcMessage } from '../../protocol/ic/icmsg.ts';
+import { ICMSG_HDR, ICMSGTYPE_FCOPY, type IcMessage } from '../../protocol/ic/icmsg.ts';
 import type { ChannelHandler, ChannelIo, Clock, IncomingPacket } from '../../vmbus/channel-io.ts';
 import { hostIcOffer, IcHost, type IcOffer, type IcStatus } from '../ic/host.ts';
 
@@ -85,6 +85,9 @@ export class FcopyHost implements ChannelHandler {
     this.#ic = new IcHost(ch, {
       icmsgtype: ICMSGTYPE_FCOPY,
       offer: opts.offer ?? hostFcopyOffer('WS2025'),
+      // Every reply after NEGOTIATE is an echo of the request (6 KiB for each fragment) of which the host
+      // reads only the status in icmsg_hdr: leave the rest in the ring.
+      onNegotiated: () => ch.readPrefix?.(ICMSG_HDR),
       onResponse: (m: IcMessage) => this.#settle(null, m.hdr.status),
       onClose: (r) =>
         this.#settle(

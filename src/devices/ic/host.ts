@@ -237,7 +237,7 @@ export class IcHost implements ChannelHandler {
     if (pkt.type !== VM_PKT_DATA_INBAND) {
       throw new ProtocolError(`IC channel got packet type ${pkt.type}, expected VM_PKT_DATA_INBAND`, where);
     }
-    const msg = decodeIcMessage(pkt.payload);
+    const msg = decodeIcMessage(pkt.payload, pkt.fullPayloadLength);
     const want = ICMSGHDRFLAG_TRANSACTION | ICMSGHDRFLAG_RESPONSE;
     if ((msg.hdr.icflags & want) !== want || msg.hdr.ictransaction_id !== 0) {
       throw new ProtocolError(

@@ -153,12 +153,14 @@ export function decodeIcMsgHdr(buf: Uint8Array, offset = 0): IcMsgHdr {
 
 /**
  * Decodes an IC packet payload: pipe header, `icmsg_hdr`, and the body as bounded by the pipe `msgsize`
- * (the exact length; the VMBus payload may carry up to 7 padding bytes more).
+ * (the exact length; the VMBus payload may carry up to 7 padding bytes more). When `payload` is only the
+ * first bytes of a `fullLength`-byte payload (a channel reading prefixes), `msgsize` is checked against
+ * `fullLength` and `body` holds what is present.
  * @throws ProtocolError when the payload is shorter than 28 bytes, the pipe type is not DATA, or `msgsize`
  *   is below 20 or runs past the payload.
  */
-export function decodeIcMessage(payload: Uint8Array): IcMessage {
-  const pipe = decodePipeHdr(payload, 0);
+export function decodeIcMessage(payload: Uint8Array, fullLength = payload.length): IcMessage {
+  const pipe = decodePipeHdr(payload, 0, fullLength);
   if (pipe.flags !== PIPE_PACKET_TYPE.DATA) {
     throw new ProtocolError(`IC pipe packet type ${pipe.flags}, expected DATA (1)`, {
       offset: 0,

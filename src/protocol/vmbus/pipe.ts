@@ -39,10 +39,11 @@ export function encodePipeHdr(h: VmbusPipeHdr, buf: Uint8Array, offset = 0): voi
 }
 
 /**
- * Reads the header at `offset` and checks that `msgsize` bytes follow it inside `buf`.
- * @throws ProtocolError when fewer than 8 bytes remain, or `msgsize` runs past the end of `buf`.
+ * Reads the header at `offset` and checks that `msgsize` bytes follow it inside `buf`, or inside
+ * `fullLength` bytes when `buf` holds only the first bytes of a longer payload.
+ * @throws ProtocolError when fewer than 8 bytes remain, or `msgsize` runs past the end.
  */
-export function decodePipeHdr(buf: Uint8Array, offset = 0): VmbusPipeHdr {
+export function decodePipeHdr(buf: Uint8Array, offset = 0, fullLength = buf.length): VmbusPipeHdr {
   if (offset < 0 || buf.length - offset < VMBUSPIPE_HDR.size) {
     throw new ProtocolError(`pipe header needs 8 bytes, got ${Math.max(0, buf.length - offset)}`, {
       offset,
@@ -51,8 +52,8 @@ export function decodePipeHdr(buf: Uint8Array, offset = 0): VmbusPipeHdr {
   }
   const flags = u32le(buf, offset);
   const msgsize = u32le(buf, offset + 4);
-  if (msgsize > buf.length - offset - VMBUSPIPE_HDR.size) {
-    throw new ProtocolError(`pipe msgsize ${msgsize} exceeds the ${buf.length - offset - 8} bytes present`, {
+  if (msgsize > fullLength - offset - VMBUSPIPE_HDR.size) {
+    throw new ProtocolError(`pipe msgsize ${msgsize} exceeds the ${fullLength - offset - 8} bytes present`, {
       offset: offset + 4,
       structure: 'vmbuspipe_hdr',
     });
