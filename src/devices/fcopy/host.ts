@@ -126,6 +126,7 @@ export class FcopyHost implements ChannelHandler {
    */
   write(fileOffset: number, data: Uint8Array, cb: FcopyCallback): void {
     encodeDoFcopyHeader(fileOffset, data.length, this.#fragHead); // validate before anything is sent
+    this.#checkIdle(); // before the fields of a fragment that may still wait for ring room change
     this.#ch.busyPoll?.(STREAM_SPIN_MICROS);
     this.#fragOffset = fileOffset;
     this.#fragData = data;
@@ -167,6 +168,16 @@ export class FcopyHost implements ChannelHandler {
   }
 
   #request(what: string, attempt: () => boolean, cb: FcopyCallback, fileOffset = -1): void {
+    this.#checkIdle();
+    this.#cb = cb;
+    this.#what = what;
+    this.#whatOffset = fileOffset;
+    this.#cancelTimer = this.#clock.setTimer(this.#timeoutMs, this.#onTimeout);
+    if (!attempt()) this.#unsent = attempt;
+  }
+
+  /** @throws HvError `HV_ERR_INVALID_STATE` while a request waits or before negotiation. */
+  #checkIdle(): void {
     if (this.#cb)
       throw new HvError('HV_ERR_INVALID_STATE', 'a file copy request is already waiting for the guest');
     if (this.#ic.state !== 'ready') {
@@ -175,11 +186,6 @@ export class FcopyHost implements ChannelHandler {
         `the guest's file copy service is not available (${this.#ic.status.PrimaryStatusDescription})`,
       );
     }
-    this.#cb = cb;
-    this.#what = what;
-    this.#whatOffset = fileOffset;
-    this.#cancelTimer = this.#clock.setTimer(this.#timeoutMs, this.#onTimeout);
-    if (!attempt()) this.#unsent = attempt;
   }
 
   #settle(err: HvError | null, status: number): void {
