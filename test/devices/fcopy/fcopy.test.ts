@@ -236,3 +236,33 @@ test('fragments that arrive out of order land at their offsets (gathered writes 
   const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
   assert.equal(sha(readFileSync(join(dir, 'u'))), sha(data));
 });
+
+test('a request while one waits is refused (one transaction at a time); the waiting fragment completes', () => {
+  const { lb, call } = setup();
+  const dir = join(root, 'busy');
+  const first = new Uint8Array(DATA_FRAGMENT).fill(1);
+  assert.equal(
+    call((cb) =>
+      lb.host.startFileCopy(
+        { fileName: 'b', pathName: dir, copyFlags: CREATE_PATH, fileSize: DATA_FRAGMENT },
+        cb,
+      ),
+    ),
+    HV_S_OK,
+  );
+  let status: number | undefined;
+  lb.host.write(0, first, (_e, s) => {
+    status = s;
+  });
+  assert.throws(() => lb.host.write(DATA_FRAGMENT, new Uint8Array(10).fill(2), () => {}), {
+    code: 'HV_ERR_INVALID_STATE',
+  });
+  assert.throws(() => lb.host.complete(() => {}), { code: 'HV_ERR_INVALID_STATE' });
+  lb.pump();
+  assert.equal(status, HV_S_OK);
+  assert.equal(
+    call((cb) => lb.host.complete(cb)),
+    HV_S_OK,
+  );
+  assert.deepEqual(readFileSync(join(dir, 'b')), Buffer.from(first));
+});
