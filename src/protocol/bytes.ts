@@ -27,3 +27,26 @@ export function putU16le(b: Uint8Array, at: number, v: number): void {
   b[at] = v & 0xff;
   b[at + 1] = (v >>> 8) & 0xff;
 }
+
+/**
+ * One reusable subarray: {@link SubarrayCache.of} returns the view it made last time while the buffer and
+ * the bounds are the same, so a per-packet path that keeps re-reading one buffer (a ring reader's copy, a
+ * gather buffer) makes no view object per packet.
+ */
+export class SubarrayCache {
+  #of: Uint8Array | null = null;
+  #start = 0;
+  #end = 0;
+  #view: Uint8Array = new Uint8Array(0);
+
+  /** `buf.subarray(start, end)`, the previous object when `buf`, `start` and `end` are unchanged. */
+  of(buf: Uint8Array, start: number, end: number): Uint8Array {
+    if (buf !== this.#of || start !== this.#start || end !== this.#end) {
+      this.#of = buf;
+      this.#start = start;
+      this.#end = end;
+      this.#view = buf.subarray(start, end);
+    }
+    return this.#view;
+  }
+}

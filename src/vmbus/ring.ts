@@ -13,6 +13,7 @@
  * The ring's peer is untrusted: indexes and descriptors it writes are validated, a corrupt ring raises a
  * ProtocolError (structure `hv_ring_buffer` or `vmpacket_descriptor`) and the caller closes the channel.
  */
+import { SubarrayCache } from '../protocol/bytes.ts';
 import { HvError, ProtocolError } from '../protocol/errors.ts';
 import { type PacketDescriptor, readDescriptor, setU64 } from '../protocol/vmbus/packet.ts';
 import {
@@ -309,24 +310,11 @@ export class PacketView implements IncomingPacket {
   /** Payload bytes in the ring, (len8 − offset8) × 8 (more than `payloadLength` when a prefix was read). */
   fullPayloadLength = 0;
 
-  #payload: Uint8Array | null = null;
-  #payloadOf: Uint8Array | null = null;
-  #payloadAt = 0;
+  readonly #payload = new SubarrayCache();
 
   /** The payload as a view of `buffer`; packets of the same shape share one view object (no allocation). */
   get payload(): Uint8Array {
-    const p = this.#payload;
-    if (
-      p !== null &&
-      this.#payloadOf === this.buffer &&
-      this.#payloadAt === this.payloadOffset &&
-      p.length === this.payloadLength
-    )
-      return p;
-    this.#payloadOf = this.buffer;
-    this.#payloadAt = this.payloadOffset;
-    this.#payload = this.buffer.subarray(this.payloadOffset, this.payloadOffset + this.payloadLength);
-    return this.#payload;
+    return this.#payload.of(this.buffer, this.payloadOffset, this.payloadOffset + this.payloadLength);
   }
 
   get extHeader(): Uint8Array {

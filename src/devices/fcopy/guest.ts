@@ -9,7 +9,7 @@
  * `hv_do_fcopy` or with `size` > 6144 is refused instead of forwarded; a request arriving while one is
  * pending waits in a short queue (Linux leaves it in the ring).
  */
-import { u32le } from '../../protocol/bytes.ts';
+import { SubarrayCache, u32le } from '../../protocol/bytes.ts';
 import { HvError } from '../../protocol/errors.ts';
 import {
   DATA_FRAGMENT,
@@ -87,9 +87,8 @@ export class FcopyGuest implements ChannelHandler {
   #closed = false;
   /** Replies the ring had no room for, sent in order from onWritable. */
   readonly #unsent: Request[] = [];
-  /** The daemon's view of the last WRITE_TO_FILE buffer (`#writeMessage`). */
-  #writeOf: Uint8Array | null = null;
-  #writeMsg: Uint8Array = new Uint8Array(0);
+  /** The daemon's view of a WRITE_TO_FILE request (`#writeMessage`). */
+  readonly #writeMsg = new SubarrayCache();
   /** Set while `onPacket` hands the packet to IcGuest, so the request handler can copy it. */
   #incoming: IncomingPacket | null = null;
 
@@ -232,11 +231,7 @@ export class FcopyGuest implements ChannelHandler {
   #writeMessage(packet: Uint8Array, len: number): Uint8Array | null {
     if (len - ICMSG_HDR < HV_DO_FCOPY.size) return null;
     if (u32le(packet, ICMSG_HDR + HV_DO_FCOPY.offsets.size) > DATA_FRAGMENT) return null;
-    if (this.#writeOf !== packet) {
-      this.#writeOf = packet;
-      this.#writeMsg = packet.subarray(ICMSG_HDR, ICMSG_HDR + HV_DO_FCOPY.size);
-    }
-    return this.#writeMsg;
+    return this.#writeMsg.of(packet, ICMSG_HDR, ICMSG_HDR + HV_DO_FCOPY.size);
   }
 
   #onDaemonWrite(msg: Uint8Array): void {

@@ -6,6 +6,7 @@
  * Negotiation (§6.2, OpenVMM hyperv_ic/src/common.rs): framework [1.0, 3.0] and the IC's message versions
  * ascending; the guest must answer counts 1/1 naming one offered framework and one offered message version.
  */
+import { SubarrayCache } from '../../protocol/bytes.ts';
 import { HvError, ProtocolError } from '../../protocol/errors.ts';
 import {
   compareIcVersions,
@@ -105,7 +106,7 @@ export class IcHost implements ChannelHandler {
   #request: IcMsgHdr | null = null;
   /** `sendWithData`'s gather list and its reused views. */
   readonly #parts: Uint8Array[] = [EMPTY, EMPTY, EMPTY];
-  #head: Uint8Array = EMPTY;
+  readonly #head = new SubarrayCache();
   #zeros: Uint8Array = EMPTY;
 
   constructor(ch: ChannelIo, opts: IcHostOptions) {
@@ -208,10 +209,9 @@ export class IcHost implements ChannelHandler {
       this.#buf.fill(0, headEnd + data.length, len);
       return this.#ch.send(VM_PKT_DATA_INBAND, 0, 0, this.#buf.subarray(0, len));
     }
-    if (this.#head.length !== headEnd) this.#head = this.#buf.subarray(0, headEnd);
     if (this.#zeros.length < pad) this.#zeros = new Uint8Array(pad);
     const parts = this.#parts;
-    parts[0] = this.#head;
+    parts[0] = this.#head.of(this.#buf, 0, headEnd);
     parts[1] = data;
     parts[2] = pad === 0 ? EMPTY : this.#zeros.subarray(0, pad);
     return this.#ch.sendParts(VM_PKT_DATA_INBAND, 0, 0, parts, 3);

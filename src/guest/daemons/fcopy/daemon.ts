@@ -32,12 +32,12 @@ import {
   writeSync,
 } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import { u32le } from '../../../protocol/bytes.ts';
+import { SubarrayCache, u32le } from '../../../protocol/bytes.ts';
 import {
   CREATE_PATH,
-  DATA_FRAGMENT,
   type DoFcopy,
   decodeDoFcopy,
+  decodeFcopyOperation,
   HV_DO_FCOPY,
   OVER_WRITE,
   WRITE_TO_FILE,
@@ -83,8 +83,8 @@ export class FcopyDaemon {
   #gather: Uint8Array | null = null;
   #gatherAt = 0;
   #gatherLen = 0;
-  #dataOf: Uint8Array | null = null;
-  #data: Uint8Array = new Uint8Array(0);
+  /** The data view of the last WRITE_TO_FILE message. */
+  readonly #data = new SubarrayCache();
 
   constructor(opts: FcopyDaemonOptions = {}) {
     this.#roots = (opts.allowedRoots ?? []).map((r) => realpathSync(resolve(r)));
@@ -101,49 +101,30 @@ export class FcopyDaemon {
    * Never throws: a malformed message gives HV_E_FAIL.
    */
   handle(raw: Uint8Array): number {
-    // The streaming case first, decoded without building a message object.
-    if (raw.length >= HV_DO_FCOPY.size && u32le(raw, 0) === WRITE_TO_FILE) {
-      let d: DoFcopy;
-      try {
-        d = decodeDoFcopy(raw);
-      } catch (e) {
-        this.#log(`malformed message: ${(e as Error).message}`);
-        return HV_E_FAIL;
-      }
-      return this.#write(d.offset, this.#fragment(raw, d.size));
-    }
-    let m: UapiFcopyMessage;
+    let m: UapiFcopyMessage | DoFcopy;
     try {
-      m = decodeUapiFcopyMessage(raw);
+      // WRITE_TO_FILE, the stream, is read in place: no message object and no new view per fragment.
+      m = decodeFcopyOperation(raw) === WRITE_TO_FILE ? decodeDoFcopy(raw) : decodeUapiFcopyMessage(raw);
     } catch (e) {
       this.#log(`malformed message: ${(e as Error).message}`);
       return HV_E_FAIL;
     }
+    if (!('op' in m)) {
+      const at = HV_DO_FCOPY.offsets.data;
+      return this.#write(m.offset, this.#data.of(raw, at, at + m.size));
+    }
     switch (m.op) {
       case 'start':
         return this.#start(m.pathName, m.fileName, m.copyFlags, m.fileSize);
-      case 'write':
-        return this.#write(m.offset, m.data);
       case 'complete':
         return this.#complete();
       case 'cancel':
         this.#discard();
         return HV_S_OK;
       default:
-        this.#log(`unknown operation ${m.operation}`);
+        this.#log(`unknown operation ${u32le(raw, 0)}`);
         return HV_E_FAIL;
     }
-  }
-
-  /** The data of a WRITE_TO_FILE message; a full fragment of the same buffer as last time reuses its view. */
-  #fragment(raw: Uint8Array, size: number): Uint8Array {
-    const at = HV_DO_FCOPY.offsets.data;
-    if (size !== DATA_FRAGMENT) return raw.subarray(at, at + size);
-    if (this.#dataOf !== raw) {
-      this.#dataOf = raw;
-      this.#data = raw.subarray(at, at + DATA_FRAGMENT);
-    }
-    return this.#data;
   }
 
   /** Drops any copy in progress (daemon exit, device reset). */
